@@ -1,0 +1,3 @@
+from cargohold.cli import main
+
+raise SystemExit(main())

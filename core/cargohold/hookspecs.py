@@ -1,0 +1,163 @@
+"""Every hook cargohold calls, with its contract.
+
+Plugins implement hooks with ``@cargohold.hookimpl`` and are found through the
+``cargohold`` entry-point group (or registered by the core, for the built-in
+defaults, through the same plugin manager).  Implementations may accept fewer
+arguments than a spec lists; new arguments are only ever added.
+
+Hooks are grouped by phase:
+
+* registration (called once while the app is built): ``cargohold_config_schema``,
+  ``cargohold_storage_drivers``, ``cargohold_auth_providers``,
+  ``cargohold_notification_sinks``, ``cargohold_blueprints``;
+* lifecycle: ``cargohold_startup``, ``cargohold_shutdown``;
+* policy (inside requests): ``cargohold_before_manifest_put``;
+* events: ``cargohold_registry_event``;
+* reporting: ``cargohold_wrap_wsgi``, ``cargohold_report_exception``,
+  ``cargohold_request_finished``, ``cargohold_error_response``.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, Callable
+
+from cargohold import hookspec
+
+if TYPE_CHECKING:
+    from flask import Blueprint, Flask, Request, Response
+
+    from cargohold.auth import AuthProvider
+    from cargohold.errors import RegistryError
+    from cargohold.events import Event
+    from cargohold.manifests import Manifest
+    from cargohold.storage.driver import StorageDriver
+
+
+# -- registration -------------------------------------------------------------
+
+
+@hookspec
+def cargohold_config_schema() -> dict[str, Any]:
+    """Contribute configuration keys.
+
+    Return ``{dotted_section: schema}``, e.g. ``{"storage.filesystem":
+    {"rootdirectory": str, "maxthreads": int}}``.  A schema maps each key to a
+    type (``str``, ``int``, ``float``, ``bool``, ``list``, ``dict`` for free
+    form), to one of :mod:`cargohold.config`'s value types (``Size``,
+    ``Duration``) or to a nested schema dict.  The section is validated at
+    start-up with these types (environment overrides are coerced to them) and
+    any key not described is an error naming the key.  A plugin that does not
+    describe its section gets it passed through unvalidated.
+    """
+
+
+@hookspec
+def cargohold_storage_drivers() -> dict[str, Callable[[dict], "StorageDriver"]]:
+    """Offer storage drivers by name.
+
+    Return ``{name: factory}``; ``factory(params)`` receives the ``storage.<name>``
+    config section (a dict, already validated against the plugin's schema) and
+    returns a :class:`cargohold.storage.driver.StorageDriver`.  The config's
+    ``storage`` section picks exactly one name.  Two plugins offering the same
+    name fail start-up.  The factory may raise ``ValueError`` with a message
+    naming a bad key; start-up then fails with it.
+    """
+
+
+@hookspec
+def cargohold_auth_providers() -> dict[str, Callable[[dict], "AuthProvider"]]:
+    """Offer auth providers by name.
+
+    Return ``{name: factory}``; ``factory(params)`` receives the ``auth.<name>``
+    section and returns a :class:`cargohold.auth.AuthProvider`.  With no
+    ``auth`` section the registry is open (anonymous pull and push), as the
+    reference registry is.  Duplicate names fail start-up.
+    """
+
+
+@hookspec
+def cargohold_notification_sinks() -> dict[str, Callable[[dict], Any]]:
+    """Offer notification sinks by name.
+
+    Return ``{name: factory}``; ``factory(params)`` receives one endpoint's
+    configuration and returns an object whose ``send(batch)`` makes one
+    delivery attempt of a list of events and raises on failure.  Retries,
+    queueing and backoff belong to the core, not the sink.
+    """
+
+
+@hookspec
+def cargohold_blueprints(app: "Flask") -> list["Blueprint"] | None:
+    """Return Flask blueprints to register on ``app`` (extra routes, e.g. a
+    token endpoint).  Routes under ``/v2/`` belong to the core."""
+
+
+# -- lifecycle ---------------------------------------------------------------
+
+
+@hookspec
+def cargohold_startup(app: "Flask") -> None:
+    """Called once the app is fully built, before it serves requests (in each
+    worker process).  Raising fails start-up with the plugin's name."""
+
+
+@hookspec
+def cargohold_shutdown(app: "Flask") -> None:
+    """Called when the server stops, after in-flight requests drained.
+    Exceptions are logged and do not stop the other implementations."""
+
+
+# -- policy ------------------------------------------------------------------
+
+
+@hookspec
+def cargohold_before_manifest_put(repository: str, reference: str, manifest: "Manifest") -> None:
+    """Called after a pushed manifest is parsed and validated, before it is
+    stored.  ``reference`` is the tag or digest from the URL; ``manifest`` is
+    a :class:`cargohold.manifests.Manifest` (media type, digest, raw bytes,
+    parsed JSON).  Raise a :class:`cargohold.errors.RegistryError` (e.g.
+    ``Denied``) to reject the push; the client receives that error.
+    """
+
+
+# -- events ------------------------------------------------------------------
+
+
+@hookspec
+def cargohold_registry_event(event: "Event") -> None:
+    """Called after a blob or manifest was pushed, pulled, mounted or deleted,
+    once the change is committed.  Must return quickly: enqueue, don't
+    deliver.  Exceptions are logged and never fail the request."""
+
+
+# -- reporting ---------------------------------------------------------------
+
+
+@hookspec
+def cargohold_wrap_wsgi(wsgi_app: Callable) -> Callable | None:
+    """Return a WSGI callable wrapping ``wsgi_app`` (e.g. an APM agent's
+    wrapper), or ``None`` to leave it.  Wrappers are applied in hook call
+    order, each around the previous result."""
+
+
+@hookspec
+def cargohold_report_exception(error: BaseException, request_info: dict) -> None:
+    """An unhandled exception happened while serving a request.  ``request_info``
+    holds method, path, route, remote address, request id and headers with
+    credentials (``Authorization``, cookies) removed.  Each implementation is
+    called on its own: one that raises is logged and the others still run."""
+
+
+@hookspec
+def cargohold_request_finished(request_info: dict, status: int, duration: float) -> None:
+    """A request finished with ``status`` after ``duration`` seconds.
+    ``request_info`` as for ``cargohold_report_exception`` plus ``route``,
+    ``bytes_in`` and ``bytes_out`` where known.  Called per implementation,
+    errors isolated.  Must be cheap."""
+
+
+@hookspec(firstresult=True)
+def cargohold_error_response(error: "RegistryError", request: "Request") -> "Response | None":
+    """Render ``error`` as the HTTP response.  The first non-``None`` result
+    wins; the built-in ``trylast`` implementation renders the spec's JSON
+    error document with the error's status and headers."""
