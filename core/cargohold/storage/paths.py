@@ -1,0 +1,114 @@
+"""The storage layout.  This is the only module that knows where things live.
+
+::
+
+    /v2
+    ├── blobs/<alg>/<hex[:2]>/<hex>/data        content-addressed bytes (layers,
+    │                                           configs and manifests alike)
+    └── repositories/<name>/                    <name> may span components
+        ├── _layers/<alg>/<hex>/link            blob is linked into the repo
+        ├── _manifests/
+        │   ├── revisions/<alg>/<hex>/link      manifest is in the repo
+        │   └── tags/<tag>/current/link         tag -> manifest digest
+        ├── _referrers/<alg>/<hex>/<alg>-<hex>  subject -> referrer manifests
+        └── _uploads/<id>/
+            ├── data                            bytes received so far
+            └── startedat                       ISO timestamp, for purging
+
+A ``link`` file holds a digest string.  Repository names never contain a
+component starting with ``_`` (the name grammar forbids it), so the
+underscore directories cannot collide with a nested repository.
+"""
+
+from __future__ import annotations
+
+ROOT = "/v2"
+BLOBS = f"{ROOT}/blobs"
+REPOSITORIES = f"{ROOT}/repositories"
+
+
+def _split(digest: str) -> tuple[str, str]:
+    alg, _, hexpart = digest.partition(":")
+    return alg, hexpart
+
+
+def blob_data(digest: str) -> str:
+    alg, hexpart = _split(digest)
+    return f"{BLOBS}/{alg}/{hexpart[:2]}/{hexpart}/data"
+
+
+def blob_dir(digest: str) -> str:
+    alg, hexpart = _split(digest)
+    return f"{BLOBS}/{alg}/{hexpart[:2]}/{hexpart}"
+
+
+def repository(name: str) -> str:
+    return f"{REPOSITORIES}/{name}"
+
+
+def layer_link(name: str, digest: str) -> str:
+    alg, hexpart = _split(digest)
+    return f"{REPOSITORIES}/{name}/_layers/{alg}/{hexpart}/link"
+
+
+def layer_dir(name: str, digest: str) -> str:
+    alg, hexpart = _split(digest)
+    return f"{REPOSITORIES}/{name}/_layers/{alg}/{hexpart}"
+
+
+def manifest_revision_link(name: str, digest: str) -> str:
+    alg, hexpart = _split(digest)
+    return f"{REPOSITORIES}/{name}/_manifests/revisions/{alg}/{hexpart}/link"
+
+
+def manifest_revision_dir(name: str, digest: str) -> str:
+    alg, hexpart = _split(digest)
+    return f"{REPOSITORIES}/{name}/_manifests/revisions/{alg}/{hexpart}"
+
+
+def manifest_revisions(name: str) -> str:
+    return f"{REPOSITORIES}/{name}/_manifests/revisions"
+
+
+def tags(name: str) -> str:
+    return f"{REPOSITORIES}/{name}/_manifests/tags"
+
+
+def tag_dir(name: str, tag: str) -> str:
+    return f"{REPOSITORIES}/{name}/_manifests/tags/{tag}"
+
+
+def tag_link(name: str, tag: str) -> str:
+    return f"{REPOSITORIES}/{name}/_manifests/tags/{tag}/current/link"
+
+
+def referrers_dir(name: str, subject: str) -> str:
+    alg, hexpart = _split(subject)
+    return f"{REPOSITORIES}/{name}/_referrers/{alg}/{hexpart}"
+
+
+def referrer_link(name: str, subject: str, referrer: str) -> str:
+    alg, hexpart = _split(referrer)
+    return f"{referrers_dir(name, subject)}/{alg}-{hexpart}"
+
+
+def referrer_digest_from_key(key: str) -> str:
+    """Inverse of the last component of :func:`referrer_link`."""
+    alg, _, hexpart = key.rpartition("/")[2].partition("-")
+    return f"{alg}:{hexpart}"
+
+
+def uploads(name: str) -> str:
+    return f"{REPOSITORIES}/{name}/_uploads"
+
+
+def upload_dir(name: str, upload_id: str) -> str:
+    return f"{REPOSITORIES}/{name}/_uploads/{upload_id}"
+
+
+def upload_data(name: str, upload_id: str) -> str:
+    return f"{REPOSITORIES}/{name}/_uploads/{upload_id}/data"
+
+
+def upload_startedat(name: str, upload_id: str) -> str:
+    return f"{REPOSITORIES}/{name}/_uploads/{upload_id}/startedat"
