@@ -1,0 +1,184 @@
+"""The ``cargohold`` command.
+
+``cargohold serve`` monkey-patches with gevent before importing anything
+else (Flask, the app, plugins); the other subcommands never import gevent.
+So this module imports only the standard library at the top, and each
+subcommand imports what it needs.
+
+Exit codes: 0 success, 2 bad configuration or usage (the message names the
+key; no traceback), 3 the app failed to start for another reason.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from typing import Any, Sequence
+
+CONFIG_ENV = "CARGOHOLD_CONFIG"
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; returns the exit code."""
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help(sys.stderr)
+        return 2
+    if args.command == "serve":
+        from gevent import monkey
+
+        monkey.patch_all()  # before Flask, the app or any plugin is imported
+    try:
+        return args.run(args)
+    except Exception as e:
+        if not _is_user_error(e):
+            raise
+        for line in str(e).splitlines() or [type(e).__name__]:
+            print(f"cargohold: {line}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+def _is_user_error(error: BaseException) -> bool:
+    from cargohold.config import ConfigError
+
+    return isinstance(error, (ConfigError, *_startup_errors()))
+
+
+def _startup_errors() -> tuple[type[BaseException], ...]:
+    try:
+        from cargohold.plugins import StartupError
+    except ImportError:
+        return ()
+    return (StartupError,)
+
+
+def _parser() -> argparse.ArgumentParser:
+    from cargohold import __version__
+
+    parser = argparse.ArgumentParser(
+        prog="cargohold", description="A container image registry (OCI Distribution, Docker Registry V2).")
+    parser.add_argument("--version", action="version", version=f"cargohold {__version__}")
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument(
+        "-c", "--config", metavar="FILE", default=os.environ.get(CONFIG_ENV) or None,
+        help=f"YAML configuration file (default: ${CONFIG_ENV}; without one, defaults "
+             "and CARGOHOLD_* environment variables only)")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    p = sub.add_parser("serve", parents=[common], help="run the registry",
+                       description="Run the registry until SIGTERM or SIGINT, then drain.")
+    p.set_defaults(run=_cmd_serve)
+
+    p = sub.add_parser("config", parents=[common], help="print the effective configuration",
+                       description="Print the validated configuration (file, then environment) "
+                                   "as YAML, secrets masked.")
+    p.set_defaults(run=_cmd_config)
+
+    p = sub.add_parser("plugins", parents=[common], help="list the loaded plugins",
+                       description="List loaded plugins with their distribution, version and hooks.")
+    p.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    p.set_defaults(run=_cmd_plugins)
+
+    p = sub.add_parser("purge-uploads", parents=[common], help="delete abandoned upload sessions",
+                       description="Delete upload sessions older than "
+                                   "storage.maintenance.uploadpurging.age, once.")
+    p.add_argument("--age", metavar="DURATION", type=_duration, help="override the age, e.g. 24h")
+    p.add_argument("--dry-run", action="store_true", help="only list what would be deleted")
+    p.set_defaults(run=_cmd_purge_uploads)
+    return parser
+
+
+def _duration(text: str) -> float:
+    from cargohold.config import Duration
+
+    try:
+        return Duration.coerce(text)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(f"{e}, got {text!r}") from None
+
+
+def load_config(path: str | None, environ: Any = None) -> tuple[dict, Any]:
+    """The validated configuration and the plugin manager it was validated
+    with (every plugin's ``cargohold_config_schema``)."""
+    from cargohold.config import disabled_plugins, read_config, validate
+    from cargohold.plugins import build_plugin_manager
+
+    raw = read_config(path, os.environ if environ is None else environ)
+    pm = build_plugin_manager(disabled_plugins(raw))
+    schemas: dict[str, Any] = {}
+    for contributed in pm.hook.cargohold_config_schema():
+        schemas.update(contributed or {})
+    return validate(raw, schemas), pm
+
+
+def _cmd_serve(args: argparse.Namespace) -> int:
+    from cargohold.config import ConfigError
+    from cargohold.server import configure_logging, serve
+
+    config, _ = load_config(args.config)
+    configure_logging(config["log"])
+    from cargohold.app import create_app
+
+    def app_factory():
+        # Each worker builds its app from the parent's validated config, so
+        # every worker (restarts included) runs the same configuration.
+        return create_app(config=config, environ={})
+
+    return serve(app_factory, config, expected_errors=(ConfigError, *_startup_errors()))
+
+
+def _cmd_config(args: argparse.Namespace) -> int:
+    import yaml
+
+    from cargohold.config import mask_secrets
+
+    config, _ = load_config(args.config)
+    sys.stdout.write(yaml.safe_dump(mask_secrets(config), sort_keys=False, default_flow_style=False))
+    return 0
+
+
+def _cmd_plugins(args: argparse.Namespace) -> int:
+    from cargohold.config import disabled_plugins, read_config
+    from cargohold.plugins import build_plugin_manager, describe_plugins
+
+    # Only plugins.disabled matters here: a config that fails validation
+    # should not stop anyone from seeing which plugins are installed.
+    plugins = describe_plugins(build_plugin_manager(disabled_plugins(read_config(args.config))))
+    if args.json:
+        import json
+
+        print(json.dumps(plugins, indent=2))
+        return 0
+    rows = [("NAME", "DISTRIBUTION", "VERSION", "HOOKS")]
+    rows += [(p["name"], p["dist"] or "-", p["version"] or "-", ", ".join(p["hooks"]) or "-") for p in plugins]
+    widths = [max(len(r[i]) for r in rows) for i in range(3)]
+    for row in rows:
+        print("  ".join(cell.ljust(w) for cell, w in zip(row, widths)) + "  " + row[3])
+    return 0
+
+
+def _cmd_purge_uploads(args: argparse.Namespace) -> int:
+    from cargohold.app import create_app
+
+    config, _ = load_config(args.config)
+    age = config["storage"]["maintenance"]["uploadpurging"]["age"] if args.age is None else args.age
+    app = create_app(config=config, environ={})
+    try:
+        purged = app.extensions["cargohold"].registry.uploads.purge(age, dry_run=args.dry_run)
+    finally:
+        shutdown = getattr(app, "cargohold_shutdown", None)
+        if callable(shutdown):
+            shutdown()
+    for path in purged:
+        print(path)
+    verb = "would purge" if args.dry_run else "purged"
+    print(f"{verb} {len(purged)} upload session(s) older than {age:g}s", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    raise SystemExit(main())
