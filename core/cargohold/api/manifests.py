@@ -1,0 +1,111 @@
+"""Manifest pull, push and delete, with ``Accept`` negotiation."""
+
+from __future__ import annotations
+
+from flask import Response, request
+
+from cargohold.api.base import content_length, empty, location, registry, require_deletes, state, v2
+from cargohold import events
+from cargohold.errors import DigestInvalid, ManifestTooLarge, ManifestUnknown
+from cargohold.manifests import parse
+from cargohold.reference import algorithm_of, check_digest, check_tag, is_digest
+
+
+def _acceptable(media_type: str) -> bool:
+    """Whether the client's ``Accept`` allows ``media_type``.  No header (or a
+    wildcard) accepts everything."""
+    header = request.headers.get("Accept")
+    if not header:
+        return True
+    for part in header.split(","):
+        mt = part.split(";")[0].strip().lower()
+        if mt in ("*/*", "application/*") or mt == media_type or mt == "":
+            return True
+    return False
+
+
+@v2.route("/<path:name>/manifests/<reference>", methods=["GET", "HEAD"])
+def get_manifest(name: str, reference: str):
+    by_digest = is_digest(reference)
+    if by_digest:
+        check_digest(reference)
+    else:
+        check_tag(reference)
+    digest, media_type, raw = registry().manifests.get(name, reference, by_digest)
+    if not _acceptable(media_type):
+        raise ManifestUnknown(
+            f"the manifest is {media_type}, which the Accept header does not allow",
+            detail={"mediaType": media_type},
+        )
+    headers = {"Docker-Content-Digest": digest, "ETag": f'"{digest}"', "Content-Length": str(len(raw))}
+    body = b"" if request.method == "HEAD" else raw
+    if request.method == "GET":
+        events.emit(events.PULL, name, digest, media_type, len(raw), tag=None if by_digest else reference)
+    resp = Response(body, status=200, content_type=media_type, headers=headers)
+    resp.headers["Content-Length"] = str(len(raw))
+    return resp
+
+
+def _read_manifest_body() -> bytes:
+    limit = state().config["validation"]["manifests"]["maxsize"]
+    length = content_length()
+    if length is not None and length > limit:
+        raise ManifestTooLarge(detail={"limit": limit, "size": length})
+    raw = request.stream.read(limit + 1)
+    if len(raw) > limit:
+        raise ManifestTooLarge(detail={"limit": limit})
+    return raw
+
+
+@v2.route("/<path:name>/manifests/<reference>", methods=["PUT"])
+def put_manifest(name: str, reference: str):
+    reg = registry()
+    tags = request.args.getlist("tag")
+    if is_digest(reference):
+        check_digest(reference)
+        algorithm = algorithm_of(reference)
+    else:
+        tags = [reference] + [t for t in tags if t != reference]
+        algorithm = "sha256"
+    for tag in tags:
+        check_tag(tag)
+    raw = _read_manifest_body()
+    manifest = parse(raw, request.headers.get("Content-Type"), algorithm)
+    if is_digest(reference) and manifest.digest != reference:
+        raise DigestInvalid("manifest digest does not match the reference",
+                             detail={"reference": reference, "actual": manifest.digest})
+    reg.manifests.check_references(name, manifest)
+    hook = state().pm.hook.cargohold_before_manifest_put
+    for ref in tags or [manifest.digest]:
+        hook(repository=name, reference=ref, manifest=manifest)
+    reg.manifests.put(name, manifest, tags)
+    for tag in tags or [None]:
+        events.emit(events.PUSH, name, manifest.digest, manifest.media_type, len(manifest.raw), tag=tag)
+    headers = {
+        "Location": location(f"/v2/{name}/manifests/{manifest.digest}"),
+        "Docker-Content-Digest": manifest.digest,
+    }
+    subject = manifest.subject
+    if subject is not None:
+        headers["OCI-Subject"] = subject.digest
+    resp = empty(201, headers)
+    if is_digest(reference):
+        for tag in tags:
+            resp.headers.add("OCI-Tag", tag)
+    return resp
+
+
+@v2.route("/<path:name>/manifests/<reference>", methods=["DELETE"])
+def delete_manifest(name: str, reference: str):
+    require_deletes()
+    reg = registry()
+    if is_digest(reference):
+        check_digest(reference)
+        reg.manifests.delete(name, reference)
+        events.emit(events.DELETE, name, reference, "application/vnd.oci.image.manifest.v1+json", 0)
+    else:
+        check_tag(reference)
+        digest = reg.manifests.resolve_tag(name, reference)
+        reg.manifests.delete_tag(name, reference)
+        events.emit(events.DELETE, name, digest, "application/vnd.oci.image.manifest.v1+json", 0, tag=reference)
+    return empty(202)

@@ -1,0 +1,228 @@
+"""The application factory.
+
+``create_app`` builds everything in a fixed order and runs nothing at import
+time: configuration (defaults, YAML, environment) → plugin manager →
+validation with every plugin's schema → storage driver, auth provider by
+name → the ``v2`` blueprint, plugin blueprints and the one error handler →
+WSGI wrappers → startup hooks.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+import time
+import uuid
+from typing import Any, Mapping
+
+import pluggy
+from flask import Flask, g, request
+from werkzeug.exceptions import HTTPException, MethodNotAllowed as WerkzeugMethodNotAllowed
+
+from cargohold import config as config_mod
+from cargohold.auth import AuthProvider
+from cargohold.errors import MethodNotAllowed, NotFound, RegistryError, Unavailable, Unknown
+from cargohold.plugins import StartupError, build_plugin_manager, call_each, collect_named
+from cargohold.registry import Registry
+from cargohold.storage.checked import CheckedDriver
+from cargohold.storage.driver import StorageDriver, StorageError
+
+log = logging.getLogger("cargohold")
+
+# Keys of the storage section that configure the registry, not a driver.
+STORAGE_SETTINGS = ("delete", "redirect", "maintenance", "cache", "tag")
+CREDENTIAL_HEADERS = ("authorization", "cookie", "proxy-authorization", "x-registry-auth")
+
+__all__ = ["create_app", "RegistryState", "StartupError"]
+
+
+@dataclasses.dataclass
+class RegistryState:
+    """Per-app state, at ``app.extensions["cargohold"]``."""
+
+    config: dict
+    pm: pluggy.PluginManager
+    driver: StorageDriver
+    registry: Registry
+    auth: AuthProvider
+    storage_name: str
+    auth_name: str
+
+
+def create_app(config: Mapping[str, Any] | None = None, config_path: str | None = None,
+               environ: Mapping[str, str] | None = None) -> Flask:
+    """Build the registry app.
+
+    :param config: overrides applied on top of the YAML file (tests pass a
+        dict here, e.g. ``{"storage": {"inmemory": {}}}``).
+    :param config_path: the YAML file; ``None`` for defaults only.
+    :param environ: where ``CARGOHOLD_*`` overrides are read (default
+        ``os.environ``).
+    :raises cargohold.config.ConfigError: bad configuration, naming the key.
+    :raises StartupError: a plugin, driver or provider problem, naming it.
+    """
+    raw = config_mod.read_config(config_path, os.environ if environ is None else environ, overrides=config)
+    pm = build_plugin_manager(raw.get("plugins", {}).get("disabled", []))
+    schemas: dict[str, Any] = {}
+    for contributed in pm.hook.cargohold_config_schema():
+        schemas.update(contributed or {})
+    cfg = config_mod.validate(raw, schemas)
+    _configure_logging(cfg)
+
+    storage_name, driver = _make_driver(pm, cfg)
+    auth_name, auth = _make_auth(pm, cfg)
+
+    app = Flask("cargohold")
+    app.config["CARGOHOLD"] = cfg
+    app.config["MAX_CONTENT_LENGTH"] = None
+    app.url_map.strict_slashes = False
+    app.extensions["cargohold"] = RegistryState(
+        config=cfg, pm=pm, driver=driver, registry=Registry(driver), auth=auth,
+        storage_name=storage_name, auth_name=auth_name,
+    )
+
+    from cargohold.api import v2
+
+    app.register_blueprint(v2)
+    for blueprints in call_each(pm, "cargohold_blueprints", app=app):
+        for bp in blueprints:
+            app.register_blueprint(bp)
+    _install_handlers(app, pm, cfg)
+
+    for wrapped in pm.hook.cargohold_wrap_wsgi(wsgi_app=app.wsgi_app):
+        if wrapped is not None:
+            app.wsgi_app = wrapped
+
+    try:
+        pm.hook.cargohold_startup(app=app)
+    except RegistryError:
+        raise
+    except Exception as e:
+        raise StartupError(f"a plugin failed at startup: {e}") from e
+
+    def shutdown() -> None:
+        call_each(pm, "cargohold_shutdown", app=app)
+        for closer in (auth.close, driver.close):
+            try:
+                closer()
+            except Exception:
+                log.exception("error while closing %s", closer)
+
+    app.cargohold_shutdown = shutdown
+    return app
+
+
+def _one_named(section: Mapping[str, Any], skip: tuple[str, ...] = ()) -> tuple[str | None, dict]:
+    names = [k for k in section if k not in skip]
+    if not names:
+        return None, {}
+    if len(names) > 1:
+        raise config_mod.ConfigError(f"config: only one may be configured, got {', '.join(sorted(names))}")
+    return names[0], section[names[0]] or {}
+
+
+def _make_driver(pm: pluggy.PluginManager, cfg: dict) -> tuple[str, StorageDriver]:
+    factories = collect_named(pm, "cargohold_storage_drivers")
+    name, params = _one_named(cfg["storage"], STORAGE_SETTINGS)
+    if name is None:
+        raise config_mod.ConfigError("config: storage: no storage driver configured")
+    if name not in factories:
+        raise StartupError(
+            f"config: storage.{name}: no installed plugin offers a storage driver named {name!r} "
+            f"(available: {', '.join(sorted(factories)) or 'none'})"
+        )
+    try:
+        driver = factories[name](dict(params))
+    except (ValueError, StorageError) as e:
+        raise config_mod.ConfigError(f"config: storage.{name}: {e}") from e
+    return name, CheckedDriver(driver)
+
+
+def _make_auth(pm: pluggy.PluginManager, cfg: dict) -> tuple[str, AuthProvider]:
+    factories = collect_named(pm, "cargohold_auth_providers")
+    name, params = _one_named(cfg.get("auth") or {})
+    name = name or "none"
+    if name not in factories:
+        raise StartupError(
+            f"config: auth.{name}: no installed plugin offers an auth provider named {name!r} "
+            f"(available: {', '.join(sorted(factories))})"
+        )
+    try:
+        return name, factories[name](dict(params))
+    except ValueError as e:
+        raise config_mod.ConfigError(f"config: auth.{name}: {e}") from e
+
+
+def _configure_logging(cfg: dict) -> None:
+    level = cfg["log"]["level"].upper()
+    level = "WARNING" if level == "WARN" else level
+    logging.getLogger("cargohold").setLevel(level)
+
+
+def request_info() -> dict:
+    """What reporting hooks get about the current request: no credentials."""
+    headers = {k: v for k, v in request.headers.items() if k.lower() not in CREDENTIAL_HEADERS}
+    return {
+        "id": getattr(g, "request_id", None),
+        "method": request.method,
+        "path": request.path,
+        "route": request.url_rule.rule if request.url_rule else None,
+        "endpoint": request.endpoint,
+        "remote_addr": request.remote_addr,
+        "user_agent": request.headers.get("User-Agent"),
+        "headers": headers,
+    }
+
+
+def _install_handlers(app: Flask, pm: pluggy.PluginManager, cfg: dict) -> None:
+    extra_headers = cfg["http"].get("headers") or {}
+
+    @app.before_request
+    def _start() -> None:
+        g.request_id = request.headers.get("X-Request-Id") or str(uuid.uuid4())
+        g.started = time.monotonic()
+
+    @app.after_request
+    def _headers(resp):
+        resp.headers["Docker-Distribution-API-Version"] = "registry/2.0"
+        for name, values in extra_headers.items():
+            for value in values if isinstance(values, list) else [values]:
+                resp.headers.add(name, value)
+        return resp
+
+    @app.teardown_request
+    def _finished(exc) -> None:
+        started = getattr(g, "started", None)
+        if started is None or not pm.hook.cargohold_request_finished.get_hookimpls():
+            return
+        status = getattr(g, "status", 500 if exc else 200)
+        call_each(pm, "cargohold_request_finished", request_info=request_info(), status=status,
+                  duration=time.monotonic() - started)
+
+    def render(error: RegistryError):
+        g.status = error.status
+        return pm.hook.cargohold_error_response(error=error, request=request)
+
+    @app.errorhandler(RegistryError)
+    def _registry_error(error: RegistryError):
+        return render(error)
+
+    @app.errorhandler(HTTPException)
+    def _http_error(error: HTTPException):
+        if isinstance(error, WerkzeugMethodNotAllowed):
+            return render(MethodNotAllowed(detail={"method": request.method, "path": request.path[:200]}))
+        if error.code == 404:
+            return render(NotFound(detail={"path": request.path[:200]}))
+        wrapped = Unknown(error.description or error.name)
+        wrapped.status = error.code or 500
+        return render(wrapped)
+
+    @app.errorhandler(Exception)
+    def _unhandled(error: Exception):
+        call_each(pm, "cargohold_report_exception", error=error, request_info=request_info())
+        if isinstance(error, StorageError):
+            log.error("storage error on %s %s: %s", request.method, request.path, error)
+            return render(Unavailable("the storage backend failed; try again"))
+        log.exception("unhandled error on %s %s", request.method, request.path)
+        return render(Unknown("internal server error"))

@@ -1,0 +1,35 @@
+"""Background upkeep: purging abandoned upload sessions
+(``storage.maintenance.uploadpurging``), as the reference registry does."""
+
+from __future__ import annotations
+
+import logging
+
+from cargohold import hookimpl
+
+log = logging.getLogger(__name__)
+
+
+@hookimpl
+def cargohold_startup(app):
+    settings = app.config["CARGOHOLD"]["storage"]["maintenance"]["uploadpurging"]
+    if not settings["enabled"]:
+        return
+    try:
+        from gevent import monkey, spawn_later
+    except ImportError:  # pragma: no cover - gevent is a dependency
+        return
+    if not monkey.is_module_patched("socket"):
+        return  # not under `cargohold serve` (e.g. a test client): nothing to schedule on
+
+    registry = app.extensions["cargohold"].registry
+
+    def run():
+        try:
+            registry.uploads.purge(settings["age"], dry_run=settings["dryrun"])
+        except Exception:
+            log.exception("upload purging failed")
+        spawn_later(settings["interval"], run)
+
+    # A first pass soon after start, then every interval.
+    spawn_later(min(60.0, settings["interval"]), run)

@@ -1,0 +1,97 @@
+"""Content-addressed blobs and their links into repositories."""
+
+from __future__ import annotations
+
+from typing import Iterator
+
+from cargohold.errors import BlobUnknown
+from cargohold.lru import LRU
+from cargohold.storage import paths
+from cargohold.storage.driver import PathNotFound, StorageDriver
+
+READ_CHUNK = 1 << 20
+
+
+class BlobStore:
+    """Blobs live once in the global store and are visible to a repository
+    only through its link.  Stored blob bytes never change (the path is the
+    digest), so their sizes are cached per process."""
+
+    def __init__(self, driver: StorageDriver):
+        self.driver = driver
+        self._sizes = LRU(65536)
+
+    def size(self, digest: str) -> int | None:
+        """Size of the blob in the global store, or ``None`` if absent."""
+        size = self._sizes.get(digest)
+        if size is None:
+            try:
+                size = self.driver.stat(paths.blob_data(digest)).size
+            except PathNotFound:
+                return None
+            self._sizes.put(digest, size)
+        return size
+
+    def is_linked(self, name: str, digest: str) -> bool:
+        try:
+            self.driver.stat(paths.layer_link(name, digest))
+            return True
+        except PathNotFound:
+            return False
+
+    def stat_in(self, name: str, digest: str) -> int:
+        """Size of a blob as seen from repository ``name``; BLOB_UNKNOWN if
+        the repository has no link to it."""
+        if not self.is_linked(name, digest):
+            raise BlobUnknown(detail={"digest": digest})
+        size = self.size(digest)
+        if size is None:
+            raise BlobUnknown(detail={"digest": digest})
+        return size
+
+    def link(self, name: str, digest: str) -> None:
+        self.driver.put_content(paths.layer_link(name, digest), digest.encode())
+
+    def unlink(self, name: str, digest: str) -> None:
+        """Remove the repository's link (the bytes stay for other repositories)."""
+        try:
+            self.driver.delete(paths.layer_dir(name, digest))
+        except PathNotFound:
+            raise BlobUnknown(detail={"digest": digest})
+
+    def open(self, digest: str, offset: int = 0, length: int | None = None) -> Iterator[bytes]:
+        """Stream ``length`` bytes (or to the end) from ``offset``.  The
+        reader is opened before the first chunk is requested, so a missing
+        blob fails before the response starts."""
+        reader = self.driver.reader(paths.blob_data(digest), offset)
+        return _chunks(reader, length)
+
+    def redirect_url(self, digest: str, method: str = "GET") -> str | None:
+        return self.driver.redirect_url(paths.blob_data(digest), method)
+
+    def put_small(self, digest: str, data: bytes) -> None:
+        """Store small content (a manifest) under its digest, if not there."""
+        if self.size(digest) is None:
+            self.driver.put_content(paths.blob_data(digest), data)
+            self._sizes.put(digest, len(data))
+
+    def get_small(self, digest: str) -> bytes:
+        return self.driver.get_content(paths.blob_data(digest))
+
+    def remember_size(self, digest: str, size: int) -> None:
+        self._sizes.put(digest, size)
+
+
+def _chunks(reader, length: int | None) -> Iterator[bytes]:
+    try:
+        remaining = length
+        while remaining is None or remaining > 0:
+            n = READ_CHUNK if remaining is None else min(READ_CHUNK, remaining)
+            chunk = reader.read(n)
+            if not chunk:
+                break
+            if remaining is not None:
+                remaining -= len(chunk)
+            yield chunk
+    finally:
+        reader.close()

@@ -1,0 +1,168 @@
+"""Manifests, tags and referrers of a repository, on top of the blob store."""
+
+from __future__ import annotations
+
+import json
+
+from cargohold.errors import ManifestBlobUnknown, ManifestUnknown, NameUnknown
+from cargohold.lru import LRU
+from cargohold.manifests import Manifest, media_type_of, parse
+from cargohold.registry.blobs import BlobStore
+from cargohold.storage import paths
+from cargohold.storage.driver import PathNotFound, StorageDriver
+
+
+class Manifests:
+    """Manifest bytes are stored as blobs (content addressed, immutable), so
+    a per-process cache of ``digest -> (media type, bytes)`` is always
+    correct; whether a repository *has* a manifest, and where a tag points,
+    is read from storage on every request."""
+
+    def __init__(self, driver: StorageDriver, blobs: BlobStore):
+        self.driver = driver
+        self.blobs = blobs
+        self._content = LRU(4096)
+
+    # -- reads --------------------------------------------------------------
+
+    def resolve_tag(self, name: str, tag: str) -> str:
+        try:
+            return self.driver.get_content(paths.tag_link(name, tag)).decode()
+        except PathNotFound:
+            raise ManifestUnknown(detail={"tag": tag})
+
+    def has_revision(self, name: str, digest: str) -> bool:
+        try:
+            self.driver.stat(paths.manifest_revision_link(name, digest))
+            return True
+        except PathNotFound:
+            return False
+
+    def content(self, digest: str) -> tuple[str, bytes]:
+        """``(media type, bytes)`` of a stored manifest."""
+        hit = self._content.get(digest)
+        if hit is None:
+            try:
+                raw = self.blobs.get_small(digest)
+            except PathNotFound:
+                raise ManifestUnknown(detail={"digest": digest})
+            hit = (media_type_of(json.loads(raw)), raw)
+            self._content.put(digest, hit)
+        return hit
+
+    def get(self, name: str, reference: str, by_digest: bool) -> tuple[str, str, bytes]:
+        """``(digest, media type, bytes)`` for a tag or digest in ``name``."""
+        if by_digest:
+            digest = reference
+            if not self.has_revision(name, digest):
+                raise ManifestUnknown(detail={"digest": digest})
+        else:
+            digest = self.resolve_tag(name, reference)
+        media_type, raw = self.content(digest)
+        return digest, media_type, raw
+
+    # -- writes -------------------------------------------------------------
+
+    def check_references(self, name: str, manifest: Manifest) -> None:
+        """Every blob an image manifest names, and every child of an index,
+        must already be in the repository (MANIFEST_BLOB_UNKNOWN)."""
+        for desc in manifest.blob_references():
+            if desc.urls:
+                continue  # non-distributable layer, fetched from its URLs
+            if not self.blobs.is_linked(name, desc.digest):
+                raise ManifestBlobUnknown(detail={"digest": desc.digest})
+        for desc in manifest.manifest_references():
+            if not self.has_revision(name, desc.digest):
+                raise ManifestBlobUnknown(detail={"digest": desc.digest})
+
+    def put(self, name: str, manifest: Manifest, tags: list[str]) -> None:
+        """Store the manifest, link it into ``name``, index it as a referrer
+        of its subject, then point ``tags`` at it: the content is complete
+        before any name refers to it."""
+        self.blobs.put_small(manifest.digest, manifest.raw)
+        self._content.put(manifest.digest, (manifest.media_type, manifest.raw))
+        subject = manifest.subject
+        if subject is not None:
+            descriptor = {
+                "mediaType": manifest.media_type,
+                "digest": manifest.digest,
+                "size": len(manifest.raw),
+            }
+            if manifest.artifact_type:
+                descriptor["artifactType"] = manifest.artifact_type
+            if manifest.annotations:
+                descriptor["annotations"] = manifest.annotations
+            self.driver.put_content(
+                paths.referrer_link(name, subject.digest, manifest.digest), json.dumps(descriptor).encode()
+            )
+        self.driver.put_content(paths.manifest_revision_link(name, manifest.digest), manifest.digest.encode())
+        for tag in tags:
+            self.driver.put_content(paths.tag_link(name, tag), manifest.digest.encode())
+
+    def delete(self, name: str, digest: str) -> None:
+        """Delete a manifest from ``name``: its revision, every tag pointing at
+        it, and its referrer entry."""
+        if not self.has_revision(name, digest):
+            raise ManifestUnknown(detail={"digest": digest})
+        for tag in self.tags(name):
+            try:
+                if self.resolve_tag(name, tag) == digest:
+                    self.delete_tag(name, tag)
+            except ManifestUnknown:
+                pass
+        try:
+            _, raw = self.content(digest)
+            subject = parse(raw, None, digest.partition(":")[0]).subject
+        except Exception:  # unreadable manifest: nothing to unindex
+            subject = None
+        if subject is not None:
+            try:
+                self.driver.delete(paths.referrer_link(name, subject.digest, digest))
+            except PathNotFound:
+                pass
+        try:
+            self.driver.delete(paths.manifest_revision_dir(name, digest))
+        except PathNotFound:
+            raise ManifestUnknown(detail={"digest": digest})
+
+    # -- tags ---------------------------------------------------------------
+
+    def tags(self, name: str) -> list[str]:
+        """All tags of ``name`` in lexical order; NAME_UNKNOWN if the
+        repository does not exist."""
+        try:
+            return [p.rpartition("/")[2] for p in self.driver.list(paths.tags(name))]
+        except PathNotFound:
+            if self.repository_exists(name):
+                return []
+            raise NameUnknown(detail={"name": name})
+
+    def delete_tag(self, name: str, tag: str) -> None:
+        try:
+            self.driver.delete(paths.tag_dir(name, tag))
+        except PathNotFound:
+            raise ManifestUnknown(detail={"tag": tag})
+
+    def repository_exists(self, name: str) -> bool:
+        try:
+            self.driver.stat(paths.repository(name))
+            return True
+        except PathNotFound:
+            return False
+
+    # -- referrers ----------------------------------------------------------
+
+    def referrers(self, name: str, subject: str) -> list[dict]:
+        """Descriptors of the manifests in ``name`` whose subject is
+        ``subject``, ordered by digest."""
+        try:
+            keys = self.driver.list(paths.referrers_dir(name, subject))
+        except PathNotFound:
+            return []
+        out = []
+        for key in keys:
+            try:
+                out.append(json.loads(self.driver.get_content(key)))
+            except (PathNotFound, ValueError):
+                continue  # deleted meanwhile, or unreadable: not a referrer
+        return out

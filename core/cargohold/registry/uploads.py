@@ -1,0 +1,212 @@
+"""Blob upload sessions: start, append chunks, finish (verify + move), cancel, purge.
+
+Bytes stream into ``_uploads/<id>/data`` and are hashed on the way.  Only when
+the client's digest matches the received bytes does the data move to the
+blob store, so a half-written or corrupt upload is never visible as a blob.
+
+A session's state lives in storage (its data file and ``startedat``), so any
+worker process can continue it.  The running hash is an in-process
+optimisation: when the next chunk lands on another process (or after a
+restart) the digest is recomputed from storage at the end.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import logging
+import time
+import uuid
+from typing import Iterable
+
+from cargohold.errors import BlobUploadInvalid, BlobUploadUnknown, DigestInvalid, RangeInvalid, SizeInvalid
+from cargohold.lru import LRU
+from cargohold.reference import algorithm_of, new_hasher
+from cargohold.registry.blobs import BlobStore
+from cargohold.storage import paths
+from cargohold.storage.driver import PathNotFound, StorageDriver
+
+log = logging.getLogger(__name__)
+
+UUID_LEN = 36
+
+
+class Uploads:
+    def __init__(self, driver: StorageDriver, blobs: BlobStore):
+        self.driver = driver
+        self.blobs = blobs
+        # upload id -> (bytes hashed, hasher); see the module docstring.
+        self._hashers = LRU(1024)
+
+    # -- session lifecycle -------------------------------------------------
+
+    def start(self, name: str, algorithm: str = "sha256") -> str:
+        upload_id = str(uuid.uuid4())
+        state = {"startedat": dt.datetime.now(dt.timezone.utc).isoformat(), "algorithm": algorithm}
+        self.driver.put_content(paths.upload_startedat(name, upload_id), json.dumps(state).encode())
+        return upload_id
+
+    def _state(self, name: str, upload_id: str) -> dict:
+        if len(upload_id) != UUID_LEN:
+            raise BlobUploadUnknown(detail={"uuid": upload_id[:100]})
+        try:
+            return json.loads(self.driver.get_content(paths.upload_startedat(name, upload_id)))
+        except PathNotFound:
+            raise BlobUploadUnknown(detail={"uuid": upload_id})
+        except ValueError:
+            raise BlobUploadInvalid("upload state is corrupt", detail={"uuid": upload_id})
+
+    def size(self, name: str, upload_id: str) -> int:
+        """Bytes received so far; BLOB_UPLOAD_UNKNOWN if no such session."""
+        self._state(name, upload_id)
+        return self._data_size(name, upload_id)
+
+    def _data_size(self, name: str, upload_id: str) -> int:
+        try:
+            return self.driver.stat(paths.upload_data(name, upload_id)).size
+        except PathNotFound:
+            return 0
+
+    def cancel(self, name: str, upload_id: str) -> None:
+        self._state(name, upload_id)
+        self._hashers.pop(upload_id)
+        try:
+            self.driver.delete(paths.upload_dir(name, upload_id))
+        except PathNotFound:
+            raise BlobUploadUnknown(detail={"uuid": upload_id})
+
+    # -- data ---------------------------------------------------------------
+
+    def append(self, name: str, upload_id: str, chunks: Iterable[bytes],
+               start: int | None = None, length: int | None = None) -> int:
+        """Append a request body.  ``start`` (from ``Content-Range``) must
+        equal the current size, else 416.  ``length`` (``Content-Length``)
+        must match the bytes received.  Returns the new total size."""
+        state = self._state(name, upload_id)
+        current = self._data_size(name, upload_id)
+        if start is not None and start != current:
+            raise RangeInvalid(
+                f"chunk starts at {start} but the upload has {current} bytes",
+                detail={"expected": current, "got": start},
+            )
+        cached = self._hashers.pop(upload_id)
+        hasher = None
+        if current == 0:
+            hasher = new_hasher(state.get("algorithm", "sha256"))
+        elif cached is not None and cached[0] == current:
+            hasher = cached[1]
+        path = paths.upload_data(name, upload_id)
+        writer = self.driver.writer(path, append=current > 0)
+        received = 0
+        try:
+            for chunk in chunks:
+                writer.write(chunk)
+                if hasher is not None:
+                    hasher.update(chunk)
+                received += len(chunk)
+            if length is not None and received != length:
+                raise SizeInvalid(f"received {received} bytes, Content-Length said {length}")
+            writer.commit()
+        except BaseException:
+            writer.cancel()
+            raise
+        finally:
+            writer.close()
+        total = current + received
+        if hasher is not None:
+            self._hashers.put(upload_id, (total, hasher))
+        return total
+
+    def finish(self, name: str, upload_id: str, digest: str, expected_size: int | None = None) -> int:
+        """Verify the received bytes against ``digest`` and move them into
+        the blob store, then link the blob into ``name`` and end the session.
+        On a mismatch the session is removed and DIGEST_INVALID raised: no
+        blob becomes visible.  Returns the blob size."""
+        self._state(name, upload_id)
+        path = paths.upload_data(name, upload_id)
+        size = self._data_size(name, upload_id)
+        if size == 0:
+            try:
+                self.driver.stat(path)
+            except PathNotFound:
+                # Nothing was ever written: an empty blob.
+                self.driver.put_content(path, b"")
+        if expected_size is not None and expected_size != size:
+            raise SizeInvalid(f"upload has {size} bytes, expected {expected_size}")
+        actual = self._digest(name, upload_id, path, size, algorithm_of(digest))
+        if actual != digest:
+            self.discard(name, upload_id)
+            raise DigestInvalid(detail={"expected": digest, "actual": actual})
+        if self.blobs.size(digest) is None:
+            self.driver.move(path, paths.blob_data(digest))
+        # else: another upload committed the same bytes first; keep that copy.
+        self.blobs.remember_size(digest, size)
+        self.blobs.link(name, digest)
+        self.discard(name, upload_id)
+        return size
+
+    def _digest(self, name: str, upload_id: str, path: str, size: int, alg: str) -> str:
+        cached = self._hashers.pop(upload_id)
+        if cached is not None and cached[0] == size and cached[1].name == alg:
+            return f"{alg}:{cached[1].hexdigest()}"
+        hasher = new_hasher(alg)
+        with self.driver.reader(path, 0) as reader:
+            while True:
+                chunk = reader.read(1 << 20)
+                if not chunk:
+                    break
+                hasher.update(chunk)
+        return f"{alg}:{hasher.hexdigest()}"
+
+    def discard(self, name: str, upload_id: str) -> None:
+        """End a session, dropping whatever it received (no error if gone)."""
+        self._hashers.pop(upload_id)
+        try:
+            self.driver.delete(paths.upload_dir(name, upload_id))
+        except PathNotFound:
+            pass
+
+    # -- maintenance --------------------------------------------------------
+
+    def purge(self, older_than: float, dry_run: bool = False) -> list[str]:
+        """Delete upload sessions started more than ``older_than`` seconds ago.
+        Returns the purged session directories."""
+        cutoff = time.time() - older_than
+        purged = []
+        for upload_dir in self._all_upload_dirs():
+            try:
+                started = json.loads(self.driver.get_content(upload_dir + "/startedat"))["startedat"]
+                age_ok = dt.datetime.fromisoformat(started).timestamp() < cutoff
+            except PathNotFound:
+                # No state file: a session that never finished starting.
+                age_ok = self.driver.stat(upload_dir).modtime < cutoff
+            except (ValueError, KeyError, TypeError):
+                age_ok = True
+            if age_ok:
+                purged.append(upload_dir)
+                if not dry_run:
+                    try:
+                        self.driver.delete(upload_dir)
+                    except PathNotFound:
+                        pass
+        if purged:
+            log.info("purged %d upload session(s)%s", len(purged), " (dry run)" if dry_run else "")
+        return purged
+
+    def _all_upload_dirs(self):
+        stack = [paths.REPOSITORIES]
+        while stack:
+            d = stack.pop()
+            try:
+                children = self.driver.list(d)
+            except PathNotFound:
+                continue
+            for child in children:
+                leaf = child.rpartition("/")[2]
+                if leaf == "_uploads":
+                    try:
+                        yield from self.driver.list(child)
+                    except PathNotFound:
+                        pass
+                elif not leaf.startswith("_"):
+                    stack.append(child)
