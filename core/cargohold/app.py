@@ -77,6 +77,8 @@ def create_app(config: Mapping[str, Any] | None = None, config_path: str | None 
     app.config["CARGOHOLD"] = cfg
     app.config["MAX_CONTENT_LENGTH"] = None
     app.url_map.strict_slashes = False
+    # "//x" must not be rewritten (and redirected) into another repository name.
+    app.url_map.merge_slashes = False
     app.extensions["cargohold"] = RegistryState(
         config=cfg, pm=pm, driver=driver, registry=Registry(driver), auth=auth,
         storage_name=storage_name, auth_name=auth_name,
@@ -90,16 +92,17 @@ def create_app(config: Mapping[str, Any] | None = None, config_path: str | None 
             app.register_blueprint(bp)
     _install_handlers(app, pm, cfg)
 
-    for wrapped in pm.hook.cargohold_wrap_wsgi(wsgi_app=app.wsgi_app):
+    # Each wrapper wraps the previous result, in hook call order.
+    for impl in reversed(pm.hook.cargohold_wrap_wsgi.get_hookimpls()):
+        wrapped = impl.function(wsgi_app=app.wsgi_app)
         if wrapped is not None:
             app.wsgi_app = wrapped
 
-    try:
-        pm.hook.cargohold_startup(app=app)
-    except RegistryError:
-        raise
-    except Exception as e:
-        raise StartupError(f"a plugin failed at startup: {e}") from e
+    for impl in reversed(pm.hook.cargohold_startup.get_hookimpls()):
+        try:
+            impl.function(app=app)
+        except Exception as e:
+            raise StartupError(f"plugin {impl.plugin_name!r} failed at startup: {e}") from e
 
     def shutdown() -> None:
         call_each(pm, "cargohold_shutdown", app=app)
@@ -185,6 +188,7 @@ def _install_handlers(app: Flask, pm: pluggy.PluginManager, cfg: dict) -> None:
 
     @app.after_request
     def _headers(resp):
+        g.status = resp.status_code
         resp.headers["Docker-Distribution-API-Version"] = "registry/2.0"
         for name, values in extra_headers.items():
             for value in values if isinstance(values, list) else [values]:

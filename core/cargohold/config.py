@@ -416,19 +416,22 @@ def _merge(base: dict, over: Mapping) -> None:
 
 
 def _merge_layer(config: dict, data: Mapping) -> bool:
-    """Merge a file's (or overrides') sections; returns whether they named a
+    """Merge a file's (or overrides') sections.  A storage driver or auth
+    provider they name replaces the one below.  Returns whether they named a
     storage driver (so the environment naming another is a conflict)."""
     data = dict(data)
-    for section in ("storage", "auth"):
+    picked = False
+    for section, reserved in (("storage", STORAGE_RESERVED), ("auth", frozenset())):
         if isinstance(data.get(section), str):  # `storage: inmemory`, as the reference allows
             data[section] = {data[section]: {}}
-    named = _drivers(data.get("storage"), STORAGE_RESERVED)
-    if named:
-        for name in _drivers(config["storage"], STORAGE_RESERVED):
-            if name not in named:
-                del config["storage"][name]
+        named = _drivers(data.get(section), reserved)
+        if named and isinstance(config.get(section), dict):
+            for name in _drivers(config[section], reserved):
+                if name not in named:
+                    del config[section][name]
+        picked = picked or (section == "storage" and bool(named))
     _merge(config, data)
-    return bool(named)
+    return picked
 
 
 def _apply_environ(config: _Config, environ: Mapping[str, str], picked: bool) -> None:

@@ -15,6 +15,7 @@ from typing import Any
 
 from flask import current_app, g, request
 
+from cargohold.manifests import MANIFEST_TYPES
 from cargohold.plugins import call_each
 
 ENVELOPE_MEDIA_TYPE = "application/vnd.docker.distribution.events.v2+json"
@@ -58,7 +59,7 @@ def emit(action: str, repository: str, digest: str, media_type: str, size: int,
         "length": size,
         "repository": repository,
         "url": url or f"{request.host_url.rstrip('/')}/v2/{repository}/"
-                      f"{'manifests' if 'manifest' in media_type else 'blobs'}/{digest}",
+                      f"{'manifests' if media_type in MANIFEST_TYPES else 'blobs'}/{digest}",
     }
     if tag:
         target["tag"] = tag

@@ -105,7 +105,7 @@ def parse(raw: bytes, content_type: str | None, algorithm: str = "sha256") -> Ma
     detail saying what is wrong."""
     try:
         data = json.loads(raw)
-    except (ValueError, UnicodeDecodeError) as e:
+    except (ValueError, UnicodeDecodeError, RecursionError) as e:
         raise ManifestInvalid("manifest is not valid JSON", detail=str(e)[:200])
     if not isinstance(data, dict):
         raise ManifestInvalid("manifest must be a JSON object")

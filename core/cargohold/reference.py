@@ -21,13 +21,13 @@ _HEX_RE = re.compile(r"^[a-f0-9]+$")
 
 def check_name(name: str) -> str:
     """Return ``name`` if it is a valid repository name, else raise NAME_INVALID."""
-    if len(name) > NAME_MAX or not NAME_RE.match(name):
+    if len(name) > NAME_MAX or not NAME_RE.fullmatch(name):
         raise NameInvalid(detail={"name": name[:300]})
     return name
 
 
 def check_tag(tag: str) -> str:
-    if not TAG_RE.match(tag):
+    if not TAG_RE.fullmatch(tag):
         raise TagInvalid("invalid tag", detail={"tag": tag[:200]})
     return tag
 
@@ -40,14 +40,14 @@ def is_digest(reference: str) -> bool:
 def check_digest(digest: str) -> str:
     """Return ``digest`` if well formed with a supported algorithm, else raise
     DIGEST_INVALID."""
-    m = DIGEST_RE.match(digest or "")
+    m = DIGEST_RE.fullmatch(digest or "")
     if not m:
         raise DigestInvalid("invalid digest", detail={"digest": (digest or "")[:200]})
     alg, encoded = m.groups()
     length = ALGORITHMS.get(alg)
     if length is None:
         raise DigestInvalid(f"unsupported digest algorithm {alg!r}", detail={"digest": digest[:200]})
-    if len(encoded) != length or not _HEX_RE.match(encoded):
+    if len(encoded) != length or not _HEX_RE.fullmatch(encoded):
         raise DigestInvalid("invalid digest", detail={"digest": digest[:200]})
     return digest
 

@@ -35,6 +35,7 @@ import ssl
 import sys
 import time
 from dataclasses import dataclass
+from datetime import datetime, timezone
 from typing import Any, Callable, Mapping
 
 import gevent
@@ -47,7 +48,10 @@ from cargohold import __version__
 from cargohold.config import ConfigError, parse_addr, storage_driver
 from cargohold.errors import Unavailable, error_body
 
-__all__ = ["BACKLOG", "EXIT_CONFIG", "EXIT_STARTUP", "bind_listener", "configure_logging", "serve"]
+__all__ = [
+    "BACKLOG", "EXIT_CONFIG", "EXIT_STARTUP", "RegistryServer",
+    "bind_listener", "configure_logging", "serve", "ssl_context", "worker_count",
+]
 
 log = logging.getLogger("cargohold.server")
 access_log = logging.getLogger("cargohold.access")
@@ -105,10 +109,16 @@ class _Handler(pywsgi.WSGIHandler):
         if not self.server.access_log or not access_log.isEnabledFor(logging.INFO):
             return
         client = self.client_address[0] if isinstance(self.client_address, tuple) else self.client_address
-        status = (self._orig_status or "000").split(" ", 1)[0]
+        status = self._orig_status or self.status or "000"  # pywsgi's own errors set only .status
+        if isinstance(status, bytes):
+            status = status.decode("latin-1")
         took = (self.time_finish or time.time()) - self.time_start
-        access_log.info('%s "%s" %s %s %.1fms', client or "-", self.requestline or "",
-                        status, self.response_length or "-", took * 1000)
+        access_log.info('%s "%s" %s %s %.1fms', client or "-", (self.requestline or "").strip(),
+                        status.split(" ", 1)[0], self.response_length or "-", took * 1000)
+
+    def log_error(self, msg, *args):
+        # pywsgi reports malformed requests here: the client's fault, not ours.
+        log.info("bad request " + msg, *args)
 
     def handle_error(self, t, v, tb):
         if self.server.draining and issubclass(t, GreenletExit):
@@ -124,7 +134,10 @@ class _Handler(pywsgi.WSGIHandler):
                 except OSError:
                     pass
             return
-        super().handle_error(t, v, tb)
+        # Through logging rather than the hub's stderr printer, so that JSON
+        # logs stay JSON.
+        log.error("error while serving %r", (self.requestline or "").strip(), exc_info=(t, v, tb))
+        self._send_error_response_if_possible(500)
 
     def drain(self) -> None:
         """Close the connection if it is idle, else once its response is out."""
@@ -159,6 +172,15 @@ class RegistryServer(pywsgi.WSGIServer):
             except OSError:  # the client already went away
                 pass
         return accepted
+
+    def wrap_socket_and_handle(self, client_socket, address):
+        try:
+            tls_socket = self.wrap_socket(client_socket, **self.ssl_args)
+        except (ssl.SSLError, OSError) as e:  # scanners, old clients: not our error
+            log.debug("TLS handshake with %s failed: %s", address[0], e)
+            return
+        with tls_socket:
+            return self.handle(tls_socket, address)
 
     def drain(self, timeout: float, hurry: gevent.event.Event | None = None) -> bool:
         """Stop accepting, close idle connections, and wait up to ``timeout``
@@ -250,7 +272,8 @@ _LEVELS = {"error": logging.ERROR, "warn": logging.WARNING, "warning": logging.W
 class _JsonFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         entry = {
-            "time": self.formatTime(record), "level": record.levelname.lower(),
+            "time": datetime.fromtimestamp(record.created, timezone.utc).isoformat(timespec="milliseconds"),
+            "level": record.levelname.lower(),
             "logger": record.name, "pid": record.process, "msg": record.getMessage(),
         }
         if record.exc_info:
@@ -285,10 +308,12 @@ class _Spec:
     expected_errors: tuple[type[BaseException], ...]
     host: str
     multiprocess: bool
+    announce: Callable[[], None]  # logs the start line once serving
 
 
-def _run_worker(spec: _Spec, parent_pid: int | None = None) -> int:
-    """Build the app, serve until told to stop, drain; returns the exit code."""
+def _run_worker(spec: _Spec, parent_pid: int | None = None, ready_fd: int | None = None) -> int:
+    """Build the app, serve until told to stop, drain; returns the exit code.
+    A worker of a supervisor (``parent_pid``) reports readiness on ``ready_fd``."""
     try:
         app = spec.app_factory()
     except spec.expected_errors as e:
@@ -321,6 +346,11 @@ def _run_worker(spec: _Spec, parent_pid: int | None = None) -> int:
     else:
         gevent.spawn(_watch_parent, parent_pid, stop)
     server.start()
+    if ready_fd is None:
+        spec.announce()
+    else:
+        os.write(ready_fd, b"r")
+        os.close(ready_fd)
     stop.wait()
     server.drain(float(config["http"].get("draintimeout", 30.0)), hurry)
     for h in handlers:
@@ -367,10 +397,12 @@ class _Supervisor:
         self._select = monkey.get_original("select", "select")
 
     def run(self) -> int:
-        rfd, wfd = os.pipe()
-        os.set_blocking(rfd, False)
-        os.set_blocking(wfd, False)
-        self._pipe = (rfd, wfd)
+        rfd, wfd = os.pipe()  # signal wake-ups
+        ready_r, ready_w = os.pipe()  # one byte per worker that started serving
+        for fd in (rfd, wfd, ready_r):
+            os.set_blocking(fd, False)
+        self._pipe = (rfd, wfd, ready_r, ready_w)
+        announced, ready = False, 0
         old_wakeup = signal.set_wakeup_fd(wfd)
         watched = (signal.SIGTERM, signal.SIGINT, signal.SIGCHLD)
         old = {sig: self._signal(sig, self._on_signal) for sig in watched}
@@ -378,11 +410,17 @@ class _Supervisor:
             for slot in range(self.count):
                 self._spawn(slot)
             while self.children or (self.stopping_since is None and self.restarts):
-                self._select([rfd], [], [], self._timeout())
-                try:
-                    os.read(rfd, 512)
-                except BlockingIOError:
-                    pass
+                self._select([rfd, ready_r], [], [], self._timeout())
+                for fd in (rfd, ready_r):
+                    try:
+                        data = os.read(fd, 512)
+                    except BlockingIOError:
+                        continue
+                    if fd == ready_r:
+                        ready += len(data)
+                if not announced and ready >= self.count and self.stopping_since is None:
+                    announced = True
+                    self.spec.announce()
                 self._handle_signals()
                 self._reap()
                 self._tick()
@@ -390,8 +428,8 @@ class _Supervisor:
             signal.set_wakeup_fd(old_wakeup)
             for sig, handler in old.items():
                 self._signal(sig, handler)
-            os.close(rfd)
-            os.close(wfd)
+            for fd in self._pipe:
+                os.close(fd)
         log.info("all workers stopped")
         return self.exit_code
 
@@ -412,6 +450,9 @@ class _Supervisor:
                 if self.stopping_since is None:
                     log.info("stopping: draining %d worker(s)", len(self.children))
                     self.stopping_since = time.monotonic()
+                    # The workers close their copies as they start draining;
+                    # ours would keep queueing connections nobody accepts.
+                    self.spec.listener.close()
                 self._kill_all(signal.SIGTERM)  # a second one makes workers hurry
 
     def _reap(self) -> None:
@@ -476,13 +517,14 @@ class _Supervisor:
         code = EXIT_STARTUP
         try:
             signal.set_wakeup_fd(-1)
-            for fd in self._pipe:
+            ready_w = self._pipe[3]
+            for fd in self._pipe[:3]:
                 os.close(fd)
             self._signal(signal.SIGCHLD, signal.SIG_DFL)
             self._signal(signal.SIGTERM, signal.SIG_DFL)
             # Ctrl-C reaches the whole process group; the parent forwards it.
             self._signal(signal.SIGINT, signal.SIG_IGN)
-            code = _run_worker(self.spec, parent_pid=parent)
+            code = _run_worker(self.spec, parent_pid=parent, ready_fd=ready_w)
         except BaseException:
             log.exception("worker crashed")
         finally:
@@ -525,9 +567,12 @@ def serve(app_factory: Callable[[], Any], config: Mapping[str, Any], *,
         driver = storage_driver(config)
     except (KeyError, IndexError, TypeError):
         driver = "?"
-    log.info("cargohold %s listening on %s://%s:%d (%d worker%s, storage: %s)", __version__,
-             "https" if context else "http", shown, bound[1], workers, "" if workers == 1 else "s", driver)
-    spec = _Spec(listener, app_factory, config, context, tuple(expected_errors), host, workers > 1)
+
+    def announce() -> None:
+        log.info("cargohold %s listening on %s://%s:%d (%d worker%s, storage: %s)", __version__,
+                 "https" if context else "http", shown, bound[1], workers, "" if workers == 1 else "s", driver)
+
+    spec = _Spec(listener, app_factory, config, context, tuple(expected_errors), host, workers > 1, announce)
     try:
         if workers == 1:
             return _run_worker(spec)

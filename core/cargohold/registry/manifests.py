@@ -10,6 +10,7 @@ from cargohold.manifests import Manifest, media_type_of, parse
 from cargohold.registry.blobs import BlobStore
 from cargohold.storage import paths
 from cargohold.storage.driver import PathNotFound, StorageDriver
+from cargohold.storage.listcache import ListingCache
 
 
 class Manifests:
@@ -22,6 +23,7 @@ class Manifests:
         self.driver = driver
         self.blobs = blobs
         self._content = LRU(4096)
+        self._listings = ListingCache(driver)
 
     # -- reads --------------------------------------------------------------
 
@@ -131,7 +133,7 @@ class Manifests:
         """All tags of ``name`` in lexical order; NAME_UNKNOWN if the
         repository does not exist."""
         try:
-            return [p.rpartition("/")[2] for p in self.driver.list(paths.tags(name))]
+            return self._listings.names(paths.tags(name))
         except PathNotFound:
             if self.repository_exists(name):
                 return []

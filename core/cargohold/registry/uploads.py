@@ -15,6 +15,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import logging
+import re
 import time
 import uuid
 from typing import Iterable
@@ -28,7 +29,7 @@ from cargohold.storage.driver import PathNotFound, StorageDriver
 
 log = logging.getLogger(__name__)
 
-UUID_LEN = 36
+UPLOAD_ID_RE = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 
 
 class Uploads:
@@ -47,7 +48,7 @@ class Uploads:
         return upload_id
 
     def _state(self, name: str, upload_id: str) -> dict:
-        if len(upload_id) != UUID_LEN:
+        if not UPLOAD_ID_RE.fullmatch(upload_id):
             raise BlobUploadUnknown(detail={"uuid": upload_id[:100]})
         try:
             return json.loads(self.driver.get_content(paths.upload_startedat(name, upload_id)))

@@ -180,8 +180,10 @@ class StorageDriver(abc.ABC):
     @abc.abstractmethod
     def stat(self, path: str) -> FileInfo:
         """Describe a file or directory.  :class:`PathNotFound` if absent.
-        ``modtime`` is the last modification for files; for directories it is
-        driver-defined."""
+        ``modtime`` is the last modification for files.  For directories it
+        is either 0.0 (unknown) or a time that changes whenever a direct
+        child is added or removed: the core caches listings on that promise
+        (:mod:`cargohold.storage.listcache`)."""
 
     @abc.abstractmethod
     def list(self, path: str) -> list[str]:

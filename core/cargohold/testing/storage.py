@@ -388,6 +388,25 @@ class StorageDriverSuite:
         any_store.delete("/stat")
         assert any_store.stat("/").is_dir is True
 
+    def test_directory_modtime_tracks_children(self, any_store):
+        # The listing cache relies on this: 0.0 (unknown), or a new modtime
+        # whenever a direct child is added or removed.
+        any_store.put_content("/mt/a", b"1")
+
+        def changed(before: float) -> bool:
+            after = any_store.stat("/mt").modtime
+            return before == after == 0.0 or after != before
+
+        before = any_store.stat("/mt").modtime
+        time.sleep(0.02)  # past coarse filesystem timestamp ticks
+        any_store.put_content("/mt/b", b"2")
+        assert changed(before)
+        before = any_store.stat("/mt").modtime
+        time.sleep(0.02)
+        any_store.delete("/mt/b")
+        assert changed(before)
+        any_store.delete("/mt")
+
     def test_stat_missing(self, any_store):
         any_store.put_content("/stat/file", b"x")
         for path in ("/missing", "/stat/missing", "/stat/file/below", "/stat/fil"):

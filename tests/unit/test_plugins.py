@@ -1,0 +1,160 @@
+"""Building the plugin manager and calling hooks safely."""
+
+import sys
+import types
+
+import pytest
+
+from cargohold import __version__, hookimpl
+from cargohold import plugins as plugins_mod
+from cargohold.plugins import (
+    DEFAULT_PLUGINS,
+    StartupError,
+    build_plugin_manager,
+    call_each,
+    collect_named,
+    describe_plugins,
+)
+
+
+@pytest.fixture
+def pm():
+    return build_plugin_manager()
+
+
+def offers(*driver_names):
+    class Offers:
+        @hookimpl
+        def cargohold_storage_drivers(self):
+            return {n: (lambda params, n=n: n) for n in driver_names}
+
+    return Offers()
+
+
+def test_collect_named_merges_distinct_names(pm):
+    pm.register(offers("s3", "gcs"), name="cloud")
+    factories = collect_named(pm, "cargohold_storage_drivers")
+    assert {"inmemory", "s3", "gcs"} <= set(factories)
+    assert factories["s3"]({}) == "s3"
+
+
+def test_collect_named_duplicate_names_both_plugins(pm):
+    pm.register(offers("s3"), name="first-s3")
+    pm.register(offers("azure", "s3"), name="second-s3")
+    with pytest.raises(StartupError) as info:
+        collect_named(pm, "cargohold_storage_drivers")
+    message = str(info.value)
+    assert "cargohold_storage_drivers" in message and "'s3'" in message
+    assert "first-s3" in message and "second-s3" in message
+
+
+def test_collect_named_tolerates_none(pm):
+    class Nothing:
+        @hookimpl
+        def cargohold_auth_providers(self):
+            return None
+
+    pm.register(Nothing(), name="nothing")
+    assert set(collect_named(pm, "cargohold_auth_providers")) == {"none"}
+
+
+def test_call_each_isolates_failures_and_collects_results(pm, caplog):
+    calls = []
+
+    def plugin(label, result=None, fail=False):
+        class P:
+            @hookimpl
+            def cargohold_registry_event(self, event):
+                calls.append(label)
+                if fail:
+                    raise RuntimeError(f"{label} failed")
+                return result
+
+        return P()
+
+    pm.register(plugin("a", "ra"), name="a")
+    pm.register(plugin("b", fail=True), name="b")
+    pm.register(plugin("c"), name="c")
+    pm.register(plugin("d", "rd"), name="d")
+
+    results = call_each(pm, "cargohold_registry_event", event=object())
+
+    assert calls == ["d", "c", "b", "a"]  # last registered first, as pluggy calls
+    assert results == ["rd", "ra"]
+    assert "'b' failed in cargohold_registry_event" in caplog.text
+
+
+def test_call_each_passes_only_the_arguments_an_impl_takes(pm):
+    seen = []
+
+    class Fewer:
+        @hookimpl
+        def cargohold_request_finished(self, status):
+            seen.append(status)
+
+    pm.register(Fewer(), name="fewer")
+    call_each(pm, "cargohold_request_finished", request_info={}, status=204, duration=0.1)
+    assert seen == [204]
+
+
+def test_describe_plugins_lists_builtins(pm):
+    described = {p["name"]: p for p in describe_plugins(pm)}
+    for name in DEFAULT_PLUGINS:
+        assert described[name]["dist"] == "cargohold"
+        assert described[name]["version"] == __version__
+    assert described["cargohold.builtin.errors"]["hooks"] == ["cargohold_error_response"]
+    assert "cargohold_storage_drivers" in described["cargohold.builtin.storage"]["hooks"]
+
+
+def test_describe_plugins_names_installed_distributions(pm):
+    described = {p["name"]: p for p in describe_plugins(pm)}
+    assert described["storage-filesystem"]["dist"] == "cargohold-storage-filesystem"
+    assert "cargohold_storage_drivers" in described["storage-filesystem"]["hooks"]
+
+
+def test_describe_plugins_lists_unpackaged_plugins_without_dist(pm):
+    class Local:
+        @hookimpl
+        def cargohold_startup(self, app):
+            pass
+
+    pm.register(Local(), name="local")
+    [local] = [p for p in describe_plugins(pm) if p["name"] == "local"]
+    assert local == {"name": "local", "dist": None, "version": None, "hooks": ["cargohold_startup"]}
+
+
+def test_blocked_builtin_is_not_registered():
+    pm = build_plugin_manager(["cargohold.builtin.auth", "storage-filesystem"])
+    names = [p["name"] for p in describe_plugins(pm)]
+    assert "cargohold.builtin.auth" not in names and "storage-filesystem" not in names
+    assert "none" not in collect_named(pm, "cargohold_auth_providers")
+    assert "filesystem" not in collect_named(pm, "cargohold_storage_drivers")
+
+
+def test_unknown_hook_fails_startup_naming_the_plugin(monkeypatch):
+    module = types.ModuleType("cargohold_test_typo_plugin")
+
+    @hookimpl
+    def cargohold_storage_driver():  # typo: the hook is cargohold_storage_drivers
+        return {}
+
+    module.cargohold_storage_driver = cargohold_storage_driver
+    monkeypatch.setitem(sys.modules, module.__name__, module)
+    monkeypatch.setattr(plugins_mod, "DEFAULT_PLUGINS", DEFAULT_PLUGINS + (module.__name__,))
+    with pytest.raises(StartupError) as info:
+        build_plugin_manager()
+    assert "cargohold_test_typo_plugin" in str(info.value)
+    assert "cargohold_storage_driver" in str(info.value)
+
+
+def test_each_manager_is_independent():
+    first, second = build_plugin_manager(), build_plugin_manager()
+
+    class Extra:
+        @hookimpl
+        def cargohold_auth_providers(self):
+            return {"extra": lambda params: None}
+
+    first.register(Extra(), name="extra")
+    assert "extra" in collect_named(first, "cargohold_auth_providers")
+    assert "extra" not in collect_named(second, "cargohold_auth_providers")
