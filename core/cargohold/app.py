@@ -62,12 +62,7 @@ def create_app(config: Mapping[str, Any] | None = None, config_path: str | None 
     :raises cargohold.config.ConfigError: bad configuration, naming the key.
     :raises StartupError: a plugin, driver or provider problem, naming it.
     """
-    raw = config_mod.read_config(config_path, os.environ if environ is None else environ, overrides=config)
-    pm = build_plugin_manager(raw.get("plugins", {}).get("disabled", []))
-    schemas: dict[str, Any] = {}
-    for contributed in pm.hook.cargohold_config_schema():
-        schemas.update(contributed or {})
-    cfg = config_mod.validate(raw, schemas)
+    cfg, pm = load_config(config_path, environ, overrides=config)
     _configure_logging(cfg)
 
     storage_name, driver = _make_driver(pm, cfg)
@@ -116,12 +111,25 @@ def create_app(config: Mapping[str, Any] | None = None, config_path: str | None 
     return app
 
 
+def load_config(config_path: str | None = None, environ: Mapping[str, str] | None = None,
+                overrides: Mapping[str, Any] | None = None) -> tuple[dict, pluggy.PluginManager]:
+    """The validated configuration and the plugin manager it was validated
+    with: defaults, YAML, ``overrides``, environment; then every plugin's
+    ``cargohold_config_schema``."""
+    raw = config_mod.read_config(config_path, os.environ if environ is None else environ, overrides=overrides)
+    pm = build_plugin_manager(config_mod.disabled_plugins(raw))
+    schemas: dict[str, Any] = {}
+    for contributed in pm.hook.cargohold_config_schema():
+        schemas.update(contributed or {})
+    return config_mod.validate(raw, schemas), pm
+
+
 def _one_named(section: Mapping[str, Any], skip: tuple[str, ...] = ()) -> tuple[str | None, dict]:
     names = [k for k in section if k not in skip]
     if not names:
         return None, {}
     if len(names) > 1:
-        raise config_mod.ConfigError(f"config: only one may be configured, got {', '.join(sorted(names))}")
+        raise config_mod.ConfigError(f"only one may be configured, got {', '.join(sorted(names))}")
     return names[0], section[names[0]] or {}
 
 
@@ -129,16 +137,16 @@ def _make_driver(pm: pluggy.PluginManager, cfg: dict) -> tuple[str, StorageDrive
     factories = collect_named(pm, "cargohold_storage_drivers")
     name, params = _one_named(cfg["storage"], STORAGE_SETTINGS)
     if name is None:
-        raise config_mod.ConfigError("config: storage: no storage driver configured")
+        raise config_mod.ConfigError("storage: no storage driver configured")
     if name not in factories:
         raise StartupError(
-            f"config: storage.{name}: no installed plugin offers a storage driver named {name!r} "
+            f"storage.{name}: no installed plugin offers a storage driver named {name!r} "
             f"(available: {', '.join(sorted(factories)) or 'none'})"
         )
     try:
         driver = factories[name](dict(params))
     except (ValueError, StorageError) as e:
-        raise config_mod.ConfigError(f"config: storage.{name}: {e}") from e
+        raise config_mod.ConfigError(f"storage.{name}: {e}") from e
     return name, CheckedDriver(driver)
 
 
@@ -148,13 +156,13 @@ def _make_auth(pm: pluggy.PluginManager, cfg: dict) -> tuple[str, AuthProvider]:
     name = name or "none"
     if name not in factories:
         raise StartupError(
-            f"config: auth.{name}: no installed plugin offers an auth provider named {name!r} "
+            f"auth.{name}: no installed plugin offers an auth provider named {name!r} "
             f"(available: {', '.join(sorted(factories))})"
         )
     try:
         return name, factories[name](dict(params))
     except ValueError as e:
-        raise config_mod.ConfigError(f"config: auth.{name}: {e}") from e
+        raise config_mod.ConfigError(f"auth.{name}: {e}") from e
 
 
 def _configure_logging(cfg: dict) -> None:

@@ -102,17 +102,11 @@ def _duration(text: str) -> float:
 
 
 def load_config(path: str | None, environ: Any = None) -> tuple[dict, Any]:
-    """The validated configuration and the plugin manager it was validated
-    with (every plugin's ``cargohold_config_schema``)."""
-    from cargohold.config import disabled_plugins, read_config, validate
-    from cargohold.plugins import build_plugin_manager
+    """The validated configuration and its plugin manager (see
+    :func:`cargohold.app.load_config`)."""
+    from cargohold.app import load_config as app_load_config
 
-    raw = read_config(path, os.environ if environ is None else environ)
-    pm = build_plugin_manager(disabled_plugins(raw))
-    schemas: dict[str, Any] = {}
-    for contributed in pm.hook.cargohold_config_schema():
-        schemas.update(contributed or {})
-    return validate(raw, schemas), pm
+    return app_load_config(path, environ)
 
 
 def _cmd_serve(args: argparse.Namespace) -> int:

@@ -96,8 +96,6 @@ DEFAULTS: dict[str, Any] = {
     "plugins": {"disabled": []},
 }
 
-_DEFAULT_DRIVER = "filesystem"
-
 # Reference-registry options cargohold does not implement: named as such
 # rather than as typos.
 _REFERENCE_ONLY = frozenset({

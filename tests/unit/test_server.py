@@ -1,0 +1,375 @@
+"""cargohold.server: a real serve() in a subprocess, with a tiny app."""
+
+from __future__ import annotations
+
+import http.client
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import ssl
+import subprocess
+import sys
+import threading
+import time
+
+import pytest
+
+from cargohold.config import read_config, validate
+
+# The subprocess: patch first, then a tiny Flask app served by serve().
+APP = r'''
+import json, os, sys
+from gevent import monkey
+monkey.patch_all()
+import time
+from flask import Flask, Response, request
+from cargohold import server
+from cargohold.config import ConfigError
+
+config = json.loads(sys.argv[1])
+marker = sys.argv[2]
+
+def make_app():
+    if os.environ.get("TEST_FAIL_STARTUP"):
+        raise ConfigError("storage.bogus: no such driver")
+    app = Flask("tiny")
+
+    @app.get("/v2/")
+    def base():
+        return {}
+
+    @app.get("/pid")
+    def pid():
+        return str(os.getpid())
+
+    @app.get("/slow")
+    def slow():
+        open(marker + ".slow", "w").close()
+        time.sleep(float(request.args.get("t", "1")))
+        return "done"
+
+    @app.post("/upload")
+    def upload():
+        total, biggest = 0, 0
+        while True:
+            chunk = request.stream.read(65536)
+            if not chunk:
+                break
+            total += len(chunk)
+            biggest = max(biggest, len(chunk))
+        return {"total": total, "biggest": biggest}
+
+    @app.get("/big")
+    def big():
+        n = int(request.args.get("mib", "8"))
+        return Response((b"x" * (1 << 20) for _ in range(n)), mimetype="application/octet-stream")
+
+    def shutdown():
+        with open(marker + ".shutdown", "w") as f:
+            f.write(str(os.getpid()))
+
+    app.cargohold_shutdown = shutdown
+    return app
+
+server.configure_logging(config["log"])
+sys.exit(server.serve(make_app, config))
+'''
+
+START_LINE = re.compile(r"listening on http://127\.0\.0\.1:(\d+) \((\d+) workers?, storage: inmemory\)")
+
+
+def make_config(**http) -> dict:
+    env = {"CARGOHOLD_HTTP_ADDR": "127.0.0.1:0", "CARGOHOLD_STORAGE": "inmemory",
+           "CARGOHOLD_HTTP_DRAINTIMEOUT": "5s"}
+    env.update({f"CARGOHOLD_HTTP_{k.upper()}": str(v) for k, v in http.items()})
+    return validate(read_config(None, env))
+
+
+class Server:
+    """serve() in its own session; the port is read from the start line."""
+
+    def __init__(self, tmp_path, config: dict, env: dict | None = None):
+        self.tmp_path = tmp_path
+        self.marker = str(tmp_path / "marker")
+        script = tmp_path / "app.py"
+        script.write_text(APP)
+        self.log_path = tmp_path / "server.log"
+        self._log = open(self.log_path, "wb")
+        self.proc = subprocess.Popen(
+            [sys.executable, str(script), json.dumps(config), self.marker],
+            stdout=self._log, stderr=subprocess.STDOUT, start_new_session=True,
+            env={**os.environ, **(env or {})},
+        )
+        self.port = None
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def wait_ready(self, timeout: float = 15.0) -> "Server":
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            m = START_LINE.search(self.log())
+            if m and self.port is None:
+                self.port = int(m.group(1))
+            if self.port is not None:
+                try:
+                    if self.get("/v2/")[0] == 200:
+                        return self
+                except OSError:
+                    pass
+            if self.proc.poll() is not None:
+                raise AssertionError(f"server exited with {self.proc.returncode}:\n{self.log()}")
+            time.sleep(0.05)
+        raise AssertionError(f"server not ready:\n{self.log()}")
+
+    def connect(self, timeout: float = 10.0) -> http.client.HTTPConnection:
+        return http.client.HTTPConnection("127.0.0.1", self.port, timeout=timeout)
+
+    def get(self, path: str) -> tuple[int, bytes]:
+        conn = self.connect()
+        try:
+            conn.request("GET", path)
+            resp = conn.getresponse()
+            return resp.status, resp.read()
+        finally:
+            conn.close()
+
+    def workers(self) -> set[int]:
+        path = f"/proc/{self.proc.pid}/task/{self.proc.pid}/children"
+        with open(path) as f:
+            return {int(p) for p in f.read().split()}
+
+    def wait_exit(self, timeout: float) -> int:
+        return self.proc.wait(timeout)
+
+    def close(self) -> None:
+        if self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGKILL)  # our own session only
+            self.proc.wait()
+        self._log.close()
+
+
+@pytest.fixture
+def start(tmp_path):
+    servers = []
+
+    def start(config=None, env=None, ready=True):
+        server = Server(tmp_path, config or make_config(), env)
+        servers.append(server)
+        return server.wait_ready() if ready else server
+
+    yield start
+    for server in servers:
+        server.close()
+
+
+def test_keep_alive_and_start_line(start):
+    server = start()
+    conn = server.connect()
+    try:
+        pids = set()
+        for _ in range(20):
+            conn.request("GET", "/pid")
+            resp = conn.getresponse()
+            assert resp.status == 200
+            assert resp.getheader("Connection") != "close"
+            pids.add(resp.read())
+            sock = conn.sock
+        assert conn.sock is sock and sock is not None  # one connection throughout
+        assert len(pids) == 1
+    finally:
+        conn.close()
+    assert "(1 worker, storage: inmemory)" in server.log()
+
+
+def test_keep_alive_requests_do_not_wait_for_delayed_acks(start):
+    # Without TCP_NODELAY every response on a kept-alive connection waits
+    # ~40 ms (Nagle + delayed ACK): 50 requests would take 2 s.
+    server = start()
+    conn = server.connect()
+    try:
+        began = time.monotonic()
+        for _ in range(50):
+            conn.request("GET", "/v2/")
+            conn.getresponse().read()
+        assert time.monotonic() - began < 1.0
+    finally:
+        conn.close()
+
+
+def test_accepted_sockets_get_tcp_nodelay():
+    from gevent import socket as gsocket
+
+    from cargohold.server import RegistryServer
+
+    listener = gsocket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(8)
+    server = RegistryServer(listener, lambda environ, start_response: [])
+    server.init_socket()
+    client = socket.create_connection(listener.getsockname())
+    try:
+        accepted, _ = server.do_read()
+        assert accepted.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY)
+        assert accepted.getsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE)
+        accepted.close()
+    finally:
+        client.close()
+        server.close()
+
+
+def test_bodies_stream_both_ways(start):
+    server = start()
+    conn = server.connect()
+    try:
+        piece = b"y" * 100_000
+        conn.request("POST", "/upload", body=iter([piece] * 30), encode_chunked=True)
+        resp = conn.getresponse()
+        assert resp.status == 200
+        assert json.loads(resp.read()) == {"total": 3_000_000, "biggest": 65536}
+        conn.request("GET", "/big?mib=8")
+        resp = conn.getresponse()
+        assert resp.getheader("Transfer-Encoding") == "chunked"
+        assert len(resp.read()) == 8 << 20
+    finally:
+        conn.close()
+
+
+def test_sigterm_drains_in_flight_request_then_exits_0(start):
+    server = start()
+    idle = server.connect()
+    idle.request("GET", "/v2/")
+    idle.getresponse().read()  # an idle keep-alive connection must not hold up the exit
+    result = {}
+
+    def slow():
+        conn = server.connect()
+        conn.request("GET", "/slow?t=1")
+        resp = conn.getresponse()
+        result.update(status=resp.status, body=resp.read(), connection=resp.getheader("Connection"))
+
+    thread = threading.Thread(target=slow)
+    thread.start()
+    deadline = time.monotonic() + 5
+    while not os.path.exists(server.marker + ".slow") and time.monotonic() < deadline:
+        time.sleep(0.01)
+    began = time.monotonic()
+    server.proc.send_signal(signal.SIGTERM)
+    assert server.wait_exit(10) == 0
+    took = time.monotonic() - began
+    thread.join(5)
+    assert result == {"status": 200, "body": b"done", "connection": "close"}
+    assert 0.5 < took < 3.0, took  # waited for the request, not for the 5 s drain timeout
+    assert os.path.exists(server.marker + ".shutdown")  # the app's shutdown callback ran
+    with pytest.raises(OSError):
+        server.get("/v2/")
+    idle.close()
+
+
+def test_drain_timeout_cuts_long_requests(start):
+    server = start(make_config(draintimeout="0.5s"))
+    result = {}
+    thread = threading.Thread(target=lambda: result.update(response=server.get("/slow?t=30")))
+    thread.start()
+    while not os.path.exists(server.marker + ".slow"):
+        time.sleep(0.01)
+    began = time.monotonic()
+    server.proc.send_signal(signal.SIGTERM)
+    assert server.wait_exit(10) == 0
+    assert time.monotonic() - began < 3.0
+    thread.join(5)
+    status, body = result["response"]
+    assert status == 503 and json.loads(body)["errors"][0]["code"] == "UNAVAILABLE"
+    assert "killing 1 request(s) still running after the drain timeout" in server.log()
+
+
+def test_workers_share_the_port_and_are_restarted(start):
+    server = start(make_config(workers=2))
+    assert "(2 workers, storage: inmemory)" in server.log()
+    workers = server.workers()
+    assert len(workers) == 2
+    # Concurrent fresh connections land on both workers.
+    seen = set()
+    deadline = time.monotonic() + 5
+    while seen != workers and time.monotonic() < deadline:
+        threads = [threading.Thread(target=lambda: seen.add(int(server.get("/pid")[1]))) for _ in range(16)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+    assert seen == workers
+
+    victim = sorted(workers)[0]
+    os.kill(victim, signal.SIGKILL)
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline:
+        now = server.workers()
+        if len(now) == 2 and victim not in now:
+            break
+        time.sleep(0.05)
+    assert len(now) == 2 and victim not in now, server.log()
+    assert f"worker {victim} died (signal 9); restarting it" in server.log()
+    for _ in range(10):
+        assert server.get("/v2/")[0] == 200
+
+    server.proc.send_signal(signal.SIGTERM)
+    assert server.wait_exit(10) == 0
+    for pid in now:
+        assert not os.path.exists(f"/proc/{pid}") or open(f"/proc/{pid}/stat").read().split()[2] == "Z"
+
+
+def test_startup_failure_in_workers_stops_the_server(start):
+    server = start(make_config(workers=2), env={"TEST_FAIL_STARTUP": "1"}, ready=False)
+    assert server.wait_exit(10) == 2
+    log = server.log()
+    assert "cargohold: config: storage.bogus: no such driver" in log
+    assert "Traceback" not in log
+
+
+@pytest.mark.skipif(not shutil.which("openssl"), reason="needs openssl to make a certificate")
+def test_tls(start, tmp_path):
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key),
+                    "-out", str(cert), "-days", "1", "-subj", "/CN=127.0.0.1"], check=True, capture_output=True)
+    config = make_config()
+    config["http"]["tls"].update(certificate=str(cert), key=str(key), minimumtls="tls1.3")
+    server = Server(tmp_path, config)
+    try:
+        deadline = time.monotonic() + 15
+        while not (m := re.search(r"listening on https://127\.0\.0\.1:(\d+)", server.log())):
+            assert time.monotonic() < deadline and server.proc.poll() is None, server.log()
+            time.sleep(0.05)
+        port = int(m.group(1))
+        ctx = ssl.create_default_context(cafile=str(cert))
+        ctx.check_hostname = False
+        conn = http.client.HTTPSConnection("127.0.0.1", port, context=ctx, timeout=10)
+        conn.request("GET", "/v2/")
+        assert conn.getresponse().status == 200
+        assert conn.sock.version() == "TLSv1.3"
+        conn.close()
+        old = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+        old.check_hostname, old.verify_mode = False, ssl.CERT_NONE
+        old.maximum_version = ssl.TLSVersion.TLSv1_2
+        with pytest.raises(ssl.SSLError):
+            with socket.create_connection(("127.0.0.1", port), timeout=5) as raw:
+                old.wrap_socket(raw)
+        server.proc.send_signal(signal.SIGTERM)
+        assert server.wait_exit(10) == 0
+        assert "Traceback" not in server.log()
+    finally:
+        server.close()
+
+
+def test_address_in_use_is_a_config_error(tmp_path):
+    from cargohold.config import ConfigError
+    from cargohold.server import bind_listener
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen(1)
+        port = taken.getsockname()[1]
+        with pytest.raises(ConfigError, match=f"http.addr: cannot listen on 127.0.0.1:{port}"):
+            bind_listener("127.0.0.1", port)
