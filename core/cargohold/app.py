@@ -13,7 +13,6 @@ import dataclasses
 import logging
 import os
 import time
-import uuid
 from typing import Any, Mapping
 
 import pluggy
@@ -25,6 +24,7 @@ from cargohold.auth import AuthProvider
 from cargohold.errors import MethodNotAllowed, NotFound, RegistryError, Unavailable, Unknown
 from cargohold.plugins import StartupError, build_plugin_manager, call_each, collect_named
 from cargohold.registry import Registry
+from cargohold.request_context import request_info
 from cargohold.storage.checked import CheckedDriver
 from cargohold.storage.driver import StorageDriver, StorageError
 
@@ -32,7 +32,6 @@ log = logging.getLogger("cargohold")
 
 # Keys of the storage section that configure the registry, not a driver.
 STORAGE_SETTINGS = ("delete", "redirect", "maintenance", "cache", "tag")
-CREDENTIAL_HEADERS = ("authorization", "cookie", "proxy-authorization", "x-registry-auth")
 
 __all__ = ["create_app", "RegistryState", "StartupError"]
 
@@ -87,6 +86,10 @@ def create_app(config: Mapping[str, Any] | None = None, config_path: str | None 
             app.register_blueprint(bp)
     _install_handlers(app, pm, cfg)
 
+    prefix = cfg["http"].get("prefix", "").strip("/")
+    if prefix:
+        app.wsgi_app = PrefixMiddleware(app.wsgi_app, "/" + prefix)
+
     # Each wrapper wraps the previous result, in hook call order.
     for impl in reversed(pm.hook.cargohold_wrap_wsgi.get_hookimpls()):
         wrapped = impl.function(wsgi_app=app.wsgi_app)
@@ -109,6 +112,24 @@ def create_app(config: Mapping[str, Any] | None = None, config_path: str | None 
 
     app.cargohold_shutdown = shutdown
     return app
+
+
+class PrefixMiddleware:
+    """Serve the app below ``http.prefix`` (e.g. ``/registry/v2/...``): the
+    prefix moves from ``PATH_INFO`` to ``SCRIPT_NAME``, so generated
+    ``Location`` headers keep it.  Other paths get a 404."""
+
+    def __init__(self, wsgi_app, prefix: str):
+        self.wsgi_app, self.prefix = wsgi_app, prefix
+
+    def __call__(self, environ, start_response):
+        path = environ.get("PATH_INFO", "")
+        if path == self.prefix or path.startswith(self.prefix + "/"):
+            environ["SCRIPT_NAME"] = environ.get("SCRIPT_NAME", "") + self.prefix
+            environ["PATH_INFO"] = path[len(self.prefix):] or "/"
+        else:
+            environ["PATH_INFO"] = "/__outside_prefix__" + path
+        return self.wsgi_app(environ, start_response)
 
 
 def load_config(config_path: str | None = None, environ: Mapping[str, str] | None = None,
@@ -171,44 +192,30 @@ def _configure_logging(cfg: dict) -> None:
     logging.getLogger("cargohold").setLevel(level)
 
 
-def request_info() -> dict:
-    """What reporting hooks get about the current request: no credentials."""
-    headers = {k: v for k, v in request.headers.items() if k.lower() not in CREDENTIAL_HEADERS}
-    return {
-        "id": getattr(g, "request_id", None),
-        "method": request.method,
-        "path": request.path,
-        "route": request.url_rule.rule if request.url_rule else None,
-        "endpoint": request.endpoint,
-        "remote_addr": request.remote_addr,
-        "user_agent": request.headers.get("User-Agent"),
-        "headers": headers,
-    }
-
-
 def _install_handlers(app: Flask, pm: pluggy.PluginManager, cfg: dict) -> None:
-    extra_headers = cfg["http"].get("headers") or {}
-
-    @app.before_request
-    def _start() -> None:
-        g.request_id = request.headers.get("X-Request-Id") or str(uuid.uuid4())
-        g.started = time.monotonic()
+    # Computed once: these run on every response.
+    extra_headers = [("Docker-Distribution-API-Version", "registry/2.0")]
+    for name, values in (cfg["http"].get("headers") or {}).items():
+        extra_headers += [(name, v) for v in (values if isinstance(values, list) else [values])]
 
     @app.after_request
     def _headers(resp):
         g.status = resp.status_code
-        resp.headers["Docker-Distribution-API-Version"] = "registry/2.0"
-        for name, values in extra_headers.items():
-            for value in values if isinstance(values, list) else [values]:
-                resp.headers.add(name, value)
+        resp.headers.extend(extra_headers)
         return resp
+
+    finished_hook = pm.hook.cargohold_request_finished
+
+    @app.before_request
+    def _start() -> None:
+        g.started = time.monotonic()
 
     @app.teardown_request
     def _finished(exc) -> None:
-        started = getattr(g, "started", None)
-        if started is None or not pm.hook.cargohold_request_finished.get_hookimpls():
+        started = g.get("started")
+        if started is None or not finished_hook.get_hookimpls():
             return
-        status = getattr(g, "status", 500 if exc else 200)
+        status = g.get("status", 500 if exc else 200)
         call_each(pm, "cargohold_request_finished", request_info=request_info(), status=status,
                   duration=time.monotonic() - started)
 

@@ -17,6 +17,7 @@ from flask import current_app, g, request
 
 from cargohold.manifests import MANIFEST_TYPES
 from cargohold.plugins import call_each
+from cargohold.request_context import request_id
 
 ENVELOPE_MEDIA_TYPE = "application/vnd.docker.distribution.events.v2+json"
 ENVELOPE_MEDIA_TYPE_V1 = "application/vnd.docker.distribution.events.v1+json"
@@ -68,7 +69,7 @@ def emit(action: str, repository: str, digest: str, media_type: str, size: int,
         action=action,
         target=target,
         request={
-            "id": getattr(g, "request_id", ""),
+            "id": request_id(),
             "addr": request.remote_addr or "",
             "host": request.host,
             "method": request.method,

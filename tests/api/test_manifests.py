@@ -265,3 +265,13 @@ def test_deletes_disabled_is_405_unsupported(no_deletes):
         assert resp.status_code == 405 and error_code(resp) == "UNSUPPORTED", path
     assert client.get("/v2/app/manifests/v1").headers["Docker-Content-Digest"] == digest
     assert client.get(f"/v2/app/blobs/{layer}").data == b"layer"
+
+
+def test_http_prefix_serves_the_api_below_it_and_keeps_it_in_locations(make_app):
+    client = make_app({**BASE_CONFIG, "http": {"prefix": "/registry/"}}).test_client()
+    assert client.get("/registry/v2/").status_code == 200
+    resp = client.get("/v2/")
+    assert resp.status_code == 404 and resp.json["errors"][0]["code"] == "UNSUPPORTED"
+    resp = client.post("/registry/v2/app/blobs/uploads/")
+    assert resp.status_code == 202
+    assert resp.headers["Location"].startswith("/registry/v2/app/blobs/uploads/")

@@ -81,6 +81,7 @@ def location(path: str) -> str:
     """A ``Location`` value: absolute when ``http.host`` is configured (behind
     a proxy), else relative, which clients resolve against the request URL."""
     host = state().config["http"]["host"]
+    path = request.script_root + path  # under http.prefix
     return host.rstrip("/") + path if host else path
 
 

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import bisect
 import json
-from urllib.parse import urlencode
+from urllib.parse import quote
 
 from flask import Response, g, request
 
@@ -16,18 +17,11 @@ from cargohold.reference import check_digest
 def _page(items: list[str], path: str) -> tuple[list[str], str | None]:
     """Apply ``n``/``last`` to a sorted list; return the page and the ``Link``
     header for the next one, if any."""
-    last = request.args.get("last")
+    args = request.args
+    last = args.get("last")
     if last:
-        # First index past `last` (bisect on the sorted list).
-        lo, hi = 0, len(items)
-        while lo < hi:
-            mid = (lo + hi) // 2
-            if items[mid] <= last:
-                lo = mid + 1
-            else:
-                hi = mid
-        items = items[lo:]
-    raw_n = request.args.get("n")
+        items = items[bisect.bisect_right(items, last):]
+    raw_n = args.get("n")
     if raw_n is None or raw_n == "":
         return items, None
     try:
@@ -38,8 +32,7 @@ def _page(items: list[str], path: str) -> tuple[list[str], str | None]:
         raise PaginationNumberInvalid(detail={"n": raw_n[:50]})
     page = items[:n]
     if len(items) > n and page:
-        link = f'<{path}?{urlencode({"n": n, "last": page[-1]})}>; rel="next"'
-        return page, link
+        return page, f'<{path}?n={n}&last={quote(page[-1], safe="")}>; rel="next"'
     return page, None
 
 

@@ -8,9 +8,9 @@ from cargohold import hookimpl
 
 @hookimpl
 def cargohold_storage_drivers():
-    from cargohold.storage.inmemory import InMemoryDriver
+    from cargohold.storage.inmemory import create_driver
 
-    return {"inmemory": lambda params: InMemoryDriver()}
+    return {"inmemory": create_driver}
 
 
 @hookimpl
