@@ -133,13 +133,7 @@ def start_upload(name: str):
     algorithm = check_algorithm(args.get("digest-algorithm", "sha256"))
     if digest is not None:
         check_digest(digest)
-        upload_id = reg.uploads.start(name, digest.partition(":")[0])
-        try:
-            reg.uploads.append(name, upload_id, body_chunks(), length=content_length())
-            size = reg.uploads.finish(name, upload_id, digest)
-        except BaseException:
-            reg.uploads.discard(name, upload_id)
-            raise
+        size = reg.uploads.put_whole(name, digest, body_chunks(), length=content_length())
         events.emit(events.PUSH, name, digest, "application/octet-stream", size)
         return empty(201, {"Location": _blob_location(name, digest), "Docker-Content-Digest": digest})
     upload_id = reg.uploads.start(name, algorithm)
@@ -178,14 +172,23 @@ def finish_upload(name: str, upload_id: str):
     check_digest(digest)
     length = content_length()
     rng = parse_content_range(request.headers.get("Content-Range"))
-    if length or rng:
+    chunked = length is None and request.headers.get("Transfer-Encoding", "").lower() == "chunked"
+    if (length or chunked) and (rng is None or rng[0] == 0) and reg.uploads.size(name, upload_id) == 0:
+        # The whole blob in this one request: straight into the blob store.
+        try:
+            size = reg.uploads.put_whole(name, digest, body_chunks(), length=length)
+        except DigestInvalid:
+            reg.uploads.discard(name, upload_id)  # as finish() does: the session is spent
+            raise
+        reg.uploads.discard(name, upload_id)
+        events.emit(events.PUSH, name, digest, "application/octet-stream", size)
+        return empty(201, {"Location": _blob_location(name, digest), "Docker-Content-Digest": digest})
+    if length or rng or chunked:
         try:
             reg.uploads.append(name, upload_id, body_chunks(), start=rng[0] if rng else None, length=length)
         except RangeInvalid as e:
             e.headers.update(_upload_headers(name, upload_id, reg.uploads.size(name, upload_id)))
             raise
-    elif length is None and request.headers.get("Transfer-Encoding", "").lower() == "chunked":
-        reg.uploads.append(name, upload_id, body_chunks())
     size = reg.uploads.finish(name, upload_id, digest)
     events.emit(events.PUSH, name, digest, "application/octet-stream", size)
     return empty(201, {"Location": _blob_location(name, digest), "Docker-Content-Digest": digest})

@@ -118,6 +118,40 @@ class Uploads:
             self._hashers.put(upload_id, (total, hasher))
         return total
 
+    def put_whole(self, name: str, digest: str, chunks: Iterable[bytes], length: int | None = None) -> int:
+        """Store a blob that arrives whole in one request (monolithic
+        ``POST ?digest=``, or a ``PUT`` carrying the entire body) straight
+        into the blob store.  A new-file writer stays invisible until
+        ``commit``, which happens only once the digest matches, so no session
+        files are needed.  A blob already stored is verified but not written
+        again.  Returns the size."""
+        hasher = new_hasher(algorithm_of(digest))
+        writer = None if self.blobs.size(digest) is not None else self.driver.writer(paths.blob_data(digest))
+        received = 0
+        try:
+            for chunk in chunks:
+                if writer is not None:
+                    writer.write(chunk)
+                hasher.update(chunk)
+                received += len(chunk)
+            if length is not None and received != length:
+                raise SizeInvalid(f"received {received} bytes, Content-Length said {length}")
+            actual = f"{hasher.name}:{hasher.hexdigest()}"
+            if actual != digest:
+                raise DigestInvalid(detail={"expected": digest, "actual": actual})
+            if writer is not None:
+                writer.commit()
+        except BaseException:
+            if writer is not None:
+                writer.cancel()
+            raise
+        finally:
+            if writer is not None:
+                writer.close()
+        self.blobs.remember_size(digest, received)
+        self.blobs.link(name, digest)
+        return received
+
     def finish(self, name: str, upload_id: str, digest: str, expected_size: int | None = None) -> int:
         """Verify the received bytes against ``digest`` and move them into
         the blob store, then link the blob into ``name`` and end the session.
