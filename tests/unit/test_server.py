@@ -67,6 +67,16 @@ def make_app():
         n = int(request.args.get("mib", "8"))
         return Response((b"x" * (1 << 20) for _ in range(n)), mimetype="application/octet-stream")
 
+    @app.route("/echo", methods=["GET", "POST", "PUT", "HEAD"])
+    @app.route("/echo/<path:rest>", methods=["POST"])
+    def echo(rest=None):
+        env = request.environ
+        body = request.stream.read()
+        return {"method": env["REQUEST_METHOD"], "path": env["PATH_INFO"], "query": env["QUERY_STRING"],
+                "protocol": env["SERVER_PROTOCOL"], "length": env.get("CONTENT_LENGTH"),
+                "type": env.get("CONTENT_TYPE"), "dup": env.get("HTTP_X_DUP"),
+                "cookie": env.get("HTTP_COOKIE"), "body": body.decode("latin-1")}
+
     def shutdown():
         with open(marker + ".shutdown", "w") as f:
             f.write(str(os.getpid()))
@@ -373,3 +383,156 @@ def test_address_in_use_is_a_config_error(tmp_path):
         port = taken.getsockname()[1]
         with pytest.raises(ConfigError, match=f"http.addr: cannot listen on 127.0.0.1:{port}"):
             bind_listener("127.0.0.1", port)
+
+
+# -- the HTTP/1.x front end, over raw sockets --------------------------------------
+
+
+class Raw:
+    """One raw connection: send bytes, read responses one at a time."""
+
+    def __init__(self, port: int):
+        self.sock = socket.create_connection(("127.0.0.1", port), timeout=5)
+        self.file = self.sock.makefile("rb")
+
+    def send(self, data: bytes) -> "Raw":
+        self.sock.sendall(data)
+        return self
+
+    def response(self, head: bool = False) -> tuple[int, dict[str, str], bytes]:
+        status = self.file.readline()
+        assert status.startswith(b"HTTP/1.1 "), status
+        headers = {}
+        while (line := self.file.readline()) not in (b"\r\n", b""):
+            name, value = line.decode("latin-1").split(":", 1)
+            headers[name.strip().lower()] = value.strip()
+        body = b""
+        if head:
+            pass
+        elif "content-length" in headers:
+            body = self.file.read(int(headers["content-length"]))
+        elif headers.get("transfer-encoding") == "chunked":
+            while size := int(self.file.readline(), 16):
+                body += self.file.read(size)
+                assert self.file.readline() == b"\r\n"
+            assert self.file.readline() == b"\r\n"
+        return int(status.split()[1]), headers, body
+
+    def json(self) -> dict:
+        status, _, body = self.response()
+        assert status == 200, body
+        return json.loads(body)
+
+    def closed(self) -> bool:
+        return self.file.read(1) == b""
+
+    def close(self) -> None:
+        self.file.close()
+        self.sock.close()
+
+
+@pytest.fixture
+def raw(start):
+    server = start()
+    conns = []
+
+    def connect():
+        conns.append(Raw(server.port))
+        return conns[-1]
+
+    connect.server = server
+    yield connect
+    for conn in conns:
+        conn.close()
+
+
+@pytest.mark.parametrize("request_bytes", [
+    b"GARBAGE\r\n\r\n",
+    b"GET /echo\r\n\r\n",  # HTTP/0.9
+    b"GET /echo HTTP/2.0\r\n\r\n",
+    b"G(T /echo HTTP/1.1\r\n\r\n",
+    b"GET /echo HTTP/1.1\r\nNo colon here\r\n\r\n",
+    b"GET /echo HTTP/1.1\r\nHost : x\r\n\r\n",  # whitespace before the colon
+    b"GET /echo HTTP/1.1\r\nX-Dup: a\r\n  folded\r\n\r\n",  # obsolete line folding
+    b"POST /echo HTTP/1.1\r\nContent-Length: +5\r\n\r\nhello",
+    b"POST /echo HTTP/1.1\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\nhello!",
+    b"POST /echo HTTP/1.1\r\nTransfer-Encoding: gzip\r\n\r\n",
+    b"HEAD /echo HTTP/1.1\r\nContent-Length: 3\r\n\r\nabc",
+    b"GET /echo HTTP/1.1\r\nX-Big: " + b"a" * 70000 + b"\r\n\r\n",
+    b"GET /echo HTTP/1.1\r\n" + b"X-Many: 1\r\n" * 101 + b"\r\n",
+])
+def test_malformed_requests_get_400_and_close(raw, request_bytes):
+    conn = raw().send(request_bytes)
+    assert conn.response()[0] == 400
+    assert conn.closed()
+    assert raw().send(b"GET /echo HTTP/1.1\r\n\r\n").json()["method"] == "GET"  # still serving
+    log = raw.server.log()
+    assert "bad request" in log and "Traceback" not in log
+
+
+def test_request_line_and_headers_reach_the_environ(raw):
+    conn = raw().send(b"POST /echo/a%20b/%2Fc?x=%20&y HTTP/1.1\r\nHost: x\r\nContent-Type: text/plain\r\n"
+                      b"X-Dup: a\r\nx-dup:  b \r\nX_Dup: spoofed\r\nCookie: a=1\r\nCookie: b=2\r\n"
+                      b"Content-Length: 5\r\n\r\nhello")
+    assert conn.json() == {
+        "method": "POST", "path": "/echo/a b//c", "query": "x=%20&y", "protocol": "HTTP/1.1", "length": "5",
+        "type": "text/plain", "dup": "a,b", "cookie": "a=1; b=2", "body": "hello",
+    }
+
+
+def test_chunked_request_body_then_keep_alive(raw):
+    conn = raw().send(b"POST /echo HTTP/1.1\r\nTransfer-Encoding: chunked\r\nContent-Length: 99\r\n\r\n"
+                      b"5\r\nhello\r\n6;ext=1\r\n world\r\n0\r\n\r\n")
+    got = conn.json()
+    assert got["body"] == "hello world" and got["length"] is None
+    assert conn.send(b"GET /echo?again HTTP/1.1\r\n\r\n").json()["query"] == "again"
+
+
+def test_expect_100_continue(raw):
+    conn = raw().send(b"PUT /echo HTTP/1.1\r\nExpect: 100-continue\r\nContent-Length: 5\r\n\r\n")
+    assert conn.file.readline() == b"HTTP/1.1 100 Continue\r\n"
+    assert conn.file.readline() == b"\r\n"
+    assert conn.send(b"hello").json()["body"] == "hello"
+    assert conn.send(b"GET /echo HTTP/1.1\r\n\r\n").json()["body"] == ""
+
+
+def echo_defaults() -> dict:
+    return {"method": "GET", "path": "/echo", "query": "", "protocol": "HTTP/1.1", "length": None,
+            "type": None, "dup": None, "cookie": None, "body": ""}
+
+
+def test_pipelined_requests_are_answered_in_order(raw):
+    conn = raw().send(b"GET /echo?1 HTTP/1.1\r\n\r\n"
+                      b"POST /echo?2 HTTP/1.1\r\nContent-Length: 3\r\n\r\nabc"
+                      b"HEAD /echo?3 HTTP/1.1\r\n\r\n"
+                      b"GET /echo?4 HTTP/1.1\r\nConnection: close\r\n\r\n")
+    assert conn.json()["query"] == "1"
+    assert conn.json() == {**echo_defaults(), "method": "POST", "query": "2", "length": "3", "body": "abc"}
+    status, headers, _ = conn.response(head=True)
+    assert status == 200 and int(headers["content-length"]) > 0
+    assert conn.json()["query"] == "4"
+    assert conn.closed()
+
+
+
+def test_http_1_0_closes_unless_keep_alive_is_asked_for(raw):
+    conn = raw().send(b"GET /echo HTTP/1.0\r\n\r\n")
+    status, headers, body = conn.response()
+    assert status == 200 and headers["connection"] == "close"
+    assert conn.closed()
+    conn = raw().send(b"GET /echo HTTP/1.0\r\nConnection: Keep-Alive\r\n\r\n")
+    status, headers, body = conn.response()
+    assert headers["connection"] == "keep-alive" and json.loads(body)["protocol"] == "HTTP/1.0"
+    assert conn.send(b"GET /echo HTTP/1.1\r\nConnection: foo, close\r\n\r\n").json()["protocol"] == "HTTP/1.1"
+    assert conn.closed()
+
+
+def test_responses_stream_and_head_has_no_body(raw):
+    conn = raw().send(b"GET /big?mib=3 HTTP/1.1\r\n\r\n")
+    status, headers, body = conn.response()
+    assert headers["transfer-encoding"] == "chunked" and len(body) == 3 << 20
+    # No body and no last-chunk marker for HEAD: the next response follows directly.
+    conn.send(b"HEAD /big?mib=3 HTTP/1.1\r\n\r\nGET /echo HTTP/1.1\r\n\r\n")
+    status, headers, _ = conn.response(head=True)
+    assert status == 200 and headers["transfer-encoding"] == "chunked"
+    assert conn.json()["path"] == "/echo"
