@@ -30,9 +30,6 @@ from cargohold.storage.driver import StorageDriver, StorageError
 
 log = logging.getLogger("cargohold")
 
-# Keys of the storage section that configure the registry, not a driver.
-STORAGE_SETTINGS = ("delete", "redirect", "maintenance", "cache", "tag")
-
 __all__ = ["create_app", "RegistryState", "StartupError"]
 
 
@@ -145,20 +142,10 @@ def load_config(config_path: str | None = None, environ: Mapping[str, str] | Non
     return config_mod.validate(raw, schemas), pm
 
 
-def _one_named(section: Mapping[str, Any], skip: tuple[str, ...] = ()) -> tuple[str | None, dict]:
-    names = [k for k in section if k not in skip]
-    if not names:
-        return None, {}
-    if len(names) > 1:
-        raise config_mod.ConfigError(f"only one may be configured, got {', '.join(sorted(names))}")
-    return names[0], section[names[0]] or {}
-
-
 def _make_driver(pm: pluggy.PluginManager, cfg: dict) -> tuple[str, StorageDriver]:
     factories = collect_named(pm, "cargohold_storage_drivers")
-    name, params = _one_named(cfg["storage"], STORAGE_SETTINGS)
-    if name is None:
-        raise config_mod.ConfigError("storage: no storage driver configured")
+    name = config_mod.storage_driver(cfg)  # validation ensured exactly one
+    params = cfg["storage"][name] or {}
     if name not in factories:
         raise StartupError(
             f"storage.{name}: no installed plugin offers a storage driver named {name!r} "
@@ -173,8 +160,8 @@ def _make_driver(pm: pluggy.PluginManager, cfg: dict) -> tuple[str, StorageDrive
 
 def _make_auth(pm: pluggy.PluginManager, cfg: dict) -> tuple[str, AuthProvider]:
     factories = collect_named(pm, "cargohold_auth_providers")
-    name, params = _one_named(cfg.get("auth") or {})
-    name = name or "none"
+    name = config_mod.auth_provider(cfg) or "none"
+    params = (cfg.get("auth") or {}).get(name) or {}
     if name not in factories:
         raise StartupError(
             f"auth.{name}: no installed plugin offers an auth provider named {name!r} "
