@@ -9,6 +9,7 @@ import stat as stat_module
 import time
 from typing import BinaryIO, Iterator
 
+from cargohold.blocking import offload
 from cargohold.storage.driver import (
     FileInfo,
     FileWriter,
@@ -370,7 +371,7 @@ class _Writer(FileWriter):
         try:
             if n >= WRITE_BUFFER:
                 self._flush()
-                _write_all(self._fd, view)
+                offload(_write_all, self._fd, view)
             else:
                 self._buffer += view
                 if len(self._buffer) >= WRITE_BUFFER:
@@ -384,7 +385,7 @@ class _Writer(FileWriter):
     def _flush(self) -> None:
         if self._buffer:
             buffer, self._buffer = self._buffer, bytearray()
-            _write_all(self._fd, buffer)
+            offload(_write_all, self._fd, buffer)
 
     @property
     def size(self) -> int:
@@ -395,7 +396,7 @@ class _Writer(FileWriter):
             raise StorageError("writer already finished", path=self._path)
         try:
             self._flush()
-            os.fsync(self._fd)
+            offload(os.fsync, self._fd)  # seconds for a large blob
             if self._tmp is not None:
                 os.close(self._fd)
                 self._fd = -1

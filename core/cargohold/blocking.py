@@ -1,0 +1,34 @@
+"""Running blocking system calls without stalling the server.
+
+Under ``cargohold serve`` every request is a greenlet on one event loop per
+worker.  A call that blocks in the kernel (``fsync`` of a large file, a
+``write`` throttled by dirty-page writeback) would stall every other request
+of that worker for its whole duration: seconds, at the end of a 1 GiB push.
+:func:`offload` runs such calls in gevent's thread pool instead; outside a
+gevent server (tests, CLI commands) it just calls the function.
+"""
+
+from __future__ import annotations
+
+from typing import Callable, TypeVar
+
+T = TypeVar("T")
+
+
+def _gevent_active() -> bool:
+    try:
+        from gevent import monkey
+    except ImportError:  # pragma: no cover - gevent is a dependency
+        return False
+    return monkey.is_module_patched("socket")
+
+
+def offload(fn: Callable[..., T], *args) -> T:
+    """``fn(*args)``, in gevent's thread pool when serving.  Exceptions
+    propagate as if called directly.  Worth it only for calls that may block
+    for milliseconds; the hand-off costs tens of microseconds."""
+    if not _gevent_active():
+        return fn(*args)
+    import gevent
+
+    return gevent.get_hub().threadpool.apply(fn, args)
