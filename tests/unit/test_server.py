@@ -339,8 +339,9 @@ def test_startup_failure_in_workers_stops_the_server(start):
     assert "Traceback" not in log
 
 
-@pytest.mark.skipif(not shutil.which("openssl"), reason="needs openssl to make a certificate")
 def test_tls(start, tmp_path):
+    if not shutil.which("openssl"):
+        pytest.fail("openssl not found (it makes the test certificate): install it with `apt-get install -y openssl`")
     cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
     subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key),
                     "-out", str(cert), "-days", "1", "-subj", "/CN=127.0.0.1"], check=True, capture_output=True)
