@@ -7,7 +7,7 @@ import json
 
 import requests
 
-from .images import (DOCKER_LAYER_GZIP, DOCKER_MANIFEST, OCI_INDEX, OCI_MANIFEST, build_image, build_index,
+from cargohold.testing.images import (DOCKER_LAYER_GZIP, DOCKER_MANIFEST, OCI_INDEX, OCI_MANIFEST, build_image, build_index,
                      read_blobs, sha256, tagged)
 
 ACCEPT = ", ".join([OCI_MANIFEST, OCI_INDEX, DOCKER_MANIFEST])

@@ -1,4 +1,4 @@
-"""Build OCI image layouts on disk, without network, for end-to-end tests.
+"""Build OCI image layouts on disk, without network, for tests and examples.
 
 An OCI image layout (image-spec ``image-layout.md``) is a directory holding
 ``oci-layout``, ``index.json`` and ``blobs/sha256/<hex>``; skopeo reads and
@@ -66,7 +66,9 @@ class LayoutWriter:
         self.path = Path(path)
         (self.path / "blobs" / "sha256").mkdir(parents=True, exist_ok=True)
         (self.path / "oci-layout").write_text(json.dumps({"imageLayoutVersion": "1.0.0"}))
-        self.tags: list[dict] = []
+        index = self.path / "index.json"
+        # Keep the tags an existing layout has, so one directory can hold several images.
+        self.tags: list[dict] = json.loads(index.read_text())["manifests"] if index.exists() else []
 
     def blob(self, data: bytes, media_type: str, **extra) -> dict:
         """Store ``data``; return its descriptor."""
@@ -115,6 +117,7 @@ class LayoutWriter:
     def tag(self, tag: str, descriptor: dict) -> Image:
         """Name ``descriptor`` ``tag`` in ``index.json``."""
         desc = {k: v for k, v in descriptor.items() if k != "platform"}
+        self.tags = [d for d in self.tags if d.get("annotations", {}).get(REF_NAME) != tag]
         self.tags.append({**desc, "annotations": {REF_NAME: tag}})
         index = {"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": self.tags}
         (self.path / "index.json").write_text(json.dumps(index, indent=2))
@@ -147,3 +150,28 @@ def tagged(path: Path, tag: str) -> dict:
         if desc.get("annotations", {}).get(REF_NAME) == tag:
             return desc
     raise KeyError(f"{tag!r} is not in {path}/index.json")
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m cargohold.testing.images DIR [--tag T] [--index] [--layers N]``:
+    write a sample OCI image layout (offline), ready for
+    ``skopeo copy oci:DIR:T docker://...``."""
+    import argparse
+
+    ap = argparse.ArgumentParser(prog="python -m cargohold.testing.images",
+                                 description="Write a sample OCI image layout (no network needed).")
+    ap.add_argument("dir", type=Path, help="the layout directory (created or extended)")
+    ap.add_argument("--tag", default="1.0")
+    ap.add_argument("--index", action="store_true", help="a multi-platform index (linux/amd64 + linux/arm64)")
+    ap.add_argument("--layers", type=int, default=3)
+    args = ap.parse_args(argv)
+    if args.index:
+        image = build_index(args.dir, args.tag, layers=args.layers, seed=args.tag)
+    else:
+        image = build_image(args.dir, args.tag, layers=args.layers, seed=args.tag)
+    print(f"oci:{args.dir}:{image.tag}  {image.media_type}  {image.digest}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
