@@ -25,6 +25,8 @@ TMP_DIR = "~tmp"
 STALE_TMP_SECONDS = 24 * 3600
 READ_BUFFER = 1 << 20
 WRITE_BUFFER = 1 << 20
+# Reads at least this large may hit the disk for long enough to hand off.
+OFFLOAD_READ = 64 * 1024
 # A new file's directory can be removed by a concurrent delete between our
 # makedirs and rename; each retry recreates it.  Bounded only as a safeguard.
 RETRIES = 100
@@ -317,7 +319,9 @@ class FilesystemDriver(StorageDriver):
 
 
 class _Reader(io.BufferedReader):
-    """A buffered file (1 MiB reads) whose read errors are StorageErrors."""
+    """A buffered file (1 MiB reads) whose read errors are StorageErrors.
+    Large reads run through :func:`offload`: a read that misses the page
+    cache waits for the disk without stalling other requests."""
 
     def __init__(self, raw: io.FileIO, path: str):
         super().__init__(raw, READ_BUFFER)
@@ -325,6 +329,8 @@ class _Reader(io.BufferedReader):
 
     def read(self, n: int | None = -1) -> bytes:
         try:
+            if n is None or n < 0 or n >= OFFLOAD_READ:
+                return offload(io.BufferedReader.read, self, n)
             return super().read(n)
         except OSError as exc:
             raise _error(exc, self._path) from exc
