@@ -61,6 +61,7 @@ def create_app(config: Mapping[str, Any] | None = None, config_path: str | None 
     cfg, pm = load_config(config_path, environ, overrides=config)
     _configure_logging(cfg)
 
+    _warn_unserved(cfg, pm)
     storage_name, driver = _make_driver(pm, cfg)
     auth_name, auth = _make_auth(pm, cfg)
 
@@ -171,6 +172,20 @@ def _make_auth(pm: pluggy.PluginManager, cfg: dict) -> tuple[str, AuthProvider]:
         return name, factories[name](dict(params))
     except ValueError as e:
         raise config_mod.ConfigError(f"auth.{name}: {e}") from e
+
+
+def _warn_unserved(cfg: dict, pm: pluggy.PluginManager) -> None:
+    """Say so when configured sections have nothing to act on them, rather
+    than ignoring them silently."""
+    if cfg["notifications"]["endpoints"] and not pm.hook.cargohold_registry_event.get_hookimpls():
+        log.warning("notifications.endpoints is set, but no installed plugin delivers registry events; "
+                    "install a notification plugin or remove the section")
+    for name in cfg.get("reporting") or {}:
+        if not any(impl.plugin_name == name or impl.plugin_name.endswith("-" + name)
+                   for hook in (pm.hook.cargohold_report_exception, pm.hook.cargohold_wrap_wsgi,
+                                pm.hook.cargohold_request_finished)
+                   for impl in hook.get_hookimpls()):
+            log.warning("reporting.%s is set, but no installed plugin named %r reports anything", name, name)
 
 
 def _configure_logging(cfg: dict) -> None:

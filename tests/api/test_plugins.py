@@ -496,3 +496,12 @@ def test_shutdown_hooks_run_in_isolation(make_app):
     app = make_app(plugins=[Works(), Fails()])
     app.cargohold_shutdown()
     assert sorted(ran) == ["fails", "works"]
+
+
+def test_configured_sections_without_a_plugin_are_warned_about(make_app, caplog):
+    with caplog.at_level("WARNING", logger="cargohold"):
+        make_app({**BASE_CONFIG, "notifications": {"endpoints": [{"name": "x", "url": "http://127.0.0.1:9/"}]},
+                  "reporting": {"newrelic": {"licensekey": "k"}}})
+    messages = " ".join(r.getMessage() for r in caplog.records)
+    assert "notifications.endpoints is set" in messages
+    assert "reporting.newrelic is set" in messages
