@@ -79,10 +79,16 @@ class LayoutWriter:
     def json_blob(self, doc: dict, media_type: str, **extra) -> dict:
         return self.blob(json.dumps(doc, indent=2, sort_keys=True).encode(), media_type, **extra)
 
-    def image(self, layers: int = 3, arch: str = "amd64", seed: str = "") -> dict:
+    def image(self, layers: int = 3, arch: str = "amd64", seed: str = "", big_layer: int = 0) -> dict:
         """An image manifest with ``layers`` gzip'd layers and its config; return
-        the manifest's descriptor (with its platform)."""
+        the manifest's descriptor (with its platform).  ``big_layer`` > 0 adds a
+        first layer holding that many incompressible bytes."""
         layer_descs, diff_ids = [], []
+        if big_layer:
+            data = hashlib.shake_256(f"{seed}/{arch}/big".encode()).digest(big_layer)
+            blob, diff_id = tar_gz({"big/data.bin": data})
+            layer_descs.append(self.blob(blob, OCI_LAYER_GZIP))
+            diff_ids.append(diff_id)
         for i in range(layers):
             files = {
                 f"layer{i}/README": f"layer {i} of a {arch} test image {seed}\n".encode(),
@@ -100,7 +106,8 @@ class LayoutWriter:
             "created": "2024-01-01T00:00:00Z",
             "config": {"Cmd": ["/bin/sh"], "Env": [f"SEED={seed}"], "Labels": {"test.seed": seed}},
             "rootfs": {"type": "layers", "diff_ids": diff_ids},
-            "history": [{"created": "2024-01-01T00:00:00Z", "created_by": f"layer {i}"} for i in range(layers)],
+            "history": [{"created": "2024-01-01T00:00:00Z", "created_by": f"layer {i}"}
+                        for i in range(len(layer_descs))],
         }
         manifest = {
             "schemaVersion": 2,
@@ -124,10 +131,12 @@ class LayoutWriter:
         return Image(self.path, tag, desc["digest"], desc["mediaType"])
 
 
-def build_image(path: Path, tag: str = "v1", layers: int = 3, arch: str = "amd64", seed: str = "") -> Image:
-    """A layout at ``path`` whose ``tag`` is a single-platform image."""
+def build_image(path: Path, tag: str = "v1", layers: int = 3, arch: str = "amd64", seed: str = "",
+                big_layer: int = 0) -> Image:
+    """A layout at ``path`` whose ``tag`` is a single-platform image (see
+    :meth:`LayoutWriter.image` for ``big_layer``)."""
     writer = LayoutWriter(path)
-    return writer.tag(tag, writer.image(layers, arch, seed))
+    return writer.tag(tag, writer.image(layers, arch, seed, big_layer))
 
 
 def build_index(path: Path, tag: str = "multi", archs=("amd64", "arm64"), layers: int = 2,
