@@ -31,21 +31,23 @@ def offers(*driver_names):
     return Offers()
 
 
+# Driver names no installed plugin offers (the real s3 and azure plugins may
+# be installed next to the core).
 def test_collect_named_merges_distinct_names(pm):
-    pm.register(offers("s3", "gcs"), name="cloud")
+    pm.register(offers("swift", "gcs"), name="cloud")
     factories = collect_named(pm, "cargohold_storage_drivers")
-    assert {"inmemory", "s3", "gcs"} <= set(factories)
-    assert factories["s3"]({}) == "s3"
+    assert {"inmemory", "swift", "gcs"} <= set(factories)
+    assert factories["swift"]({}) == "swift"
 
 
 def test_collect_named_duplicate_names_both_plugins(pm):
-    pm.register(offers("s3"), name="first-s3")
-    pm.register(offers("azure", "s3"), name="second-s3")
+    pm.register(offers("swift"), name="first-swift")
+    pm.register(offers("gcs", "swift"), name="second-swift")
     with pytest.raises(StartupError) as info:
         collect_named(pm, "cargohold_storage_drivers")
     message = str(info.value)
-    assert "cargohold_storage_drivers" in message and "'s3'" in message
-    assert "first-s3" in message and "second-s3" in message
+    assert "cargohold_storage_drivers" in message and "'swift'" in message
+    assert "first-swift" in message and "second-swift" in message
 
 
 def test_collect_named_tolerates_none(pm):
@@ -54,8 +56,10 @@ def test_collect_named_tolerates_none(pm):
         def cargohold_auth_providers(self):
             return None
 
+    before = set(collect_named(pm, "cargohold_auth_providers"))  # built-ins and installed plugins
     pm.register(Nothing(), name="nothing")
-    assert set(collect_named(pm, "cargohold_auth_providers")) == {"none"}
+    assert set(collect_named(pm, "cargohold_auth_providers")) == before
+    assert "none" in before
 
 
 def test_call_each_isolates_failures_and_collects_results(pm, caplog):

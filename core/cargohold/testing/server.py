@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import tempfile
@@ -30,14 +31,18 @@ class LiveRegistry:
     """
 
     def __init__(self, env: dict | None = None, config_file: str | None = None,
-                 root: str | None = None, port: int | None = None, args: list[str] | None = None):
+                 root: str | None = None, port: int | None = None, args: list[str] | None = None,
+                 tls_ca: str | None = None):
         self._tmp = None
         if root is None:
             self._tmp = tempfile.TemporaryDirectory(prefix="cargohold-live-")
             root = self._tmp.name
         self.root = root
         self.port = port or free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
+        # With TLS configured, pass the CA that signed the server's certificate:
+        # url is then https and the readiness probe verifies against it.
+        self.tls_ca = tls_ca
+        self.url = f"{'https' if tls_ca else 'http'}://127.0.0.1:{self.port}"
         self.config_file = config_file
         self.args = list(args or [])
         self.env = {
@@ -47,6 +52,10 @@ class LiveRegistry:
             "CARGOHOLD_LOG_LEVEL": "warning",
         }
         self.env.update(env or {})
+        if self.env.get("CARGOHOLD_STORAGE", "filesystem") != "filesystem" \
+                and "CARGOHOLD_STORAGE_FILESYSTEM_ROOTDIRECTORY" not in (env or {}):
+            # Another driver is picked: the default root would configure a second one.
+            del self.env["CARGOHOLD_STORAGE_FILESYSTEM_ROOTDIRECTORY"]
         self.proc: subprocess.Popen | None = None
         fd, self.log_path = tempfile.mkstemp(prefix=f"cargohold-live-{self.port}-", suffix=".log")
         os.close(fd)
@@ -66,7 +75,7 @@ class LiveRegistry:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"cargohold serve exited with {self.proc.returncode}:\n{self.log()}")
             try:
-                with urllib.request.urlopen(self.url + "/v2/", timeout=1) as resp:
+                with urllib.request.urlopen(self.url + "/v2/", timeout=1, context=self.ssl_context()) as resp:
                     if resp.status == 200:
                         return self
             except urllib.error.HTTPError as e:
@@ -77,6 +86,10 @@ class LiveRegistry:
             time.sleep(0.05)
         self.stop()
         raise RuntimeError(f"cargohold serve did not answer on {self.url} within {timeout}s:\n{self.log()}")
+
+    def ssl_context(self) -> ssl.SSLContext | None:
+        """A client context trusting ``tls_ca``, or ``None`` without TLS."""
+        return ssl.create_default_context(cafile=self.tls_ca) if self.tls_ca else None
 
     def log(self) -> str:
         try:
