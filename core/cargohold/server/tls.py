@@ -1,11 +1,17 @@
-"""The server's TLS context from ``http.tls``."""
+"""The server's TLS context from ``http.tls``, reloaded when its files
+change."""
 
 from __future__ import annotations
 
+import logging
+import os
 import ssl
-from typing import Any, Mapping
+import time
+from typing import Any, Callable, Mapping
 
 from cargohold.config import ConfigError
+
+log = logging.getLogger("cargohold.server")
 
 _TLS_VERSIONS = {
     "tls1.0": ssl.TLSVersion.TLSv1,
@@ -37,3 +43,69 @@ def ssl_context(tls: Mapping[str, Any]) -> ssl.SSLContext | None:
             raise ConfigError(f"http.tls.clientcas: cannot load {ca}: {e}") from None
         ctx.verify_mode = ssl.CERT_REQUIRED
     return ctx
+
+
+class ReloadingContext:
+    """The TLS context for ``http.tls``, rebuilt when the certificate, key
+    or client CA files change, so that renewed certificates are served
+    without a restart.
+
+    Passed to the server in place of an :class:`ssl.SSLContext`: it offers
+    ``wrap_socket``, which first checks (at most every ``interval``
+    seconds, one ``stat`` per file) whether a file changed.  New
+    connections then use the new context; open ones keep theirs.  When the
+    new files do not load (half-written, mismatched pair), the previous
+    context stays in use, the problem is logged, and the next check tries
+    again.  The first load happens at construction and raises
+    :class:`ConfigError` as :func:`ssl_context` does.
+    """
+
+    def __init__(self, tls: Mapping[str, Any], interval: float = 1.0,
+                 clock: Callable[[], float] = time.monotonic):
+        self.tls = dict(tls)
+        self.interval = interval
+        self._clock = clock
+        self.paths = [tls["certificate"], tls["key"], *(tls.get("clientcas") or [])]
+        self._stamps = self._stat()
+        self.context = ssl_context(tls)
+        self._checked = clock()
+
+    def _stat(self) -> list:
+        stamps = []
+        for path in self.paths:
+            try:
+                st = os.stat(path)
+                stamps.append((st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns))
+            except OSError:
+                stamps.append(None)
+        return stamps
+
+    def refresh(self) -> bool:
+        """Reload if a file changed since the last load; returns whether a
+        new context is in use."""
+        self._checked = self._clock()
+        stamps = self._stat()
+        if stamps == self._stamps:
+            return False
+        self._stamps = stamps
+        try:
+            self.context = ssl_context(self.tls)
+        except ConfigError as e:
+            log.error("TLS files changed but do not load; still serving the previous certificate: %s",
+                      str(e).removeprefix("config: "))
+            return False
+        log.info("TLS certificate reloaded from %s", self.tls["certificate"])
+        return True
+
+    def wrap_socket(self, sock, **kwargs):
+        if self._clock() - self._checked >= self.interval:
+            self.refresh()
+        return self.context.wrap_socket(sock, **kwargs)
+
+
+def reloading_context(tls: Mapping[str, Any]) -> ReloadingContext | None:
+    """A :class:`ReloadingContext` for ``http.tls``, or ``None`` without a
+    certificate.  Raises :class:`ConfigError` like :func:`ssl_context`."""
+    if not tls.get("certificate"):
+        return None
+    return ReloadingContext(tls)
