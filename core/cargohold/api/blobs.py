@@ -93,7 +93,7 @@ def get_blob(name: str, digest: str):
         resp.headers["Content-Length"] = str(length)
         return resp
     body = reg.blobs.open(digest, start, length)
-    events.emit(events.PULL, name, digest, "application/octet-stream", size)
+    events.emit(events.PULL, name, digest, events.BLOB_MEDIA_TYPE, size)
     resp = Response(body, status=status, content_type="application/octet-stream", headers=headers,
                     direct_passthrough=True)
     return resp
@@ -108,7 +108,7 @@ def delete_blob(name: str, digest: str):
     require_deletes()
     check_digest(digest)
     registry().blobs.unlink(name, digest)
-    events.emit(events.DELETE, name, digest, "application/octet-stream", 0)
+    events.emit(events.DELETE, name, digest=digest)
     return empty(202, {"Docker-Content-Digest": digest})
 
 
@@ -126,7 +126,7 @@ def start_upload(name: str):
         if source and reg.blobs.is_linked(source, mount) and reg.blobs.size(mount) is not None:
             if not reg.blobs.is_linked(name, mount):
                 reg.blobs.link(name, mount)
-            events.emit(events.MOUNT, name, mount, "application/octet-stream", reg.blobs.size(mount))
+            events.emit(events.MOUNT, name, mount, events.BLOB_MEDIA_TYPE, reg.blobs.size(mount), from_repository=source)
             return empty(201, {"Location": _blob_location(name, mount), "Docker-Content-Digest": mount})
         # Not mountable: fall back to a regular upload session (spec: 202).
     digest = args.get("digest")
@@ -134,7 +134,7 @@ def start_upload(name: str):
     if digest is not None:
         check_digest(digest)
         size = reg.uploads.put_whole(name, digest, body_chunks(), length=content_length())
-        events.emit(events.PUSH, name, digest, "application/octet-stream", size)
+        events.emit(events.PUSH, name, digest, events.BLOB_MEDIA_TYPE, size)
         return empty(201, {"Location": _blob_location(name, digest), "Docker-Content-Digest": digest})
     upload_id = reg.uploads.start(name, algorithm)
     return empty(202, _upload_headers(name, upload_id, 0))
@@ -181,7 +181,7 @@ def finish_upload(name: str, upload_id: str):
             reg.uploads.discard(name, upload_id)  # as finish() does: the session is spent
             raise
         reg.uploads.discard(name, upload_id)
-        events.emit(events.PUSH, name, digest, "application/octet-stream", size)
+        events.emit(events.PUSH, name, digest, events.BLOB_MEDIA_TYPE, size)
         return empty(201, {"Location": _blob_location(name, digest), "Docker-Content-Digest": digest})
     if length or rng or chunked:
         try:
@@ -190,7 +190,7 @@ def finish_upload(name: str, upload_id: str):
             e.headers.update(_upload_headers(name, upload_id, reg.uploads.size(name, upload_id)))
             raise
     size = reg.uploads.finish(name, upload_id, digest)
-    events.emit(events.PUSH, name, digest, "application/octet-stream", size)
+    events.emit(events.PUSH, name, digest, events.BLOB_MEDIA_TYPE, size)
     return empty(201, {"Location": _blob_location(name, digest), "Docker-Content-Digest": digest})
 
 

@@ -102,10 +102,10 @@ def delete_manifest(name: str, reference: str):
     if is_digest(reference):
         check_digest(reference)
         reg.manifests.delete(name, reference)
-        events.emit(events.DELETE, name, reference, "application/vnd.oci.image.manifest.v1+json", 0)
+        events.emit(events.DELETE, name, digest=reference)
     else:
         check_tag(reference)
-        digest = reg.manifests.resolve_tag(name, reference)
         reg.manifests.delete_tag(name, reference)
-        events.emit(events.DELETE, name, digest, "application/vnd.oci.image.manifest.v1+json", 0, tag=reference)
+        # As the reference's TagDeleted: the tag, not the manifest it named.
+        events.emit(events.DELETE, name, tag=reference)
     return empty(202)

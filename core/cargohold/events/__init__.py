@@ -1,0 +1,75 @@
+"""Registry events and their durable delivery.
+
+* :mod:`cargohold.events.model`: the :class:`Event` in the reference envelope;
+* :mod:`cargohold.events.queue`: one endpoint's durable on-disk queue;
+* :mod:`cargohold.events.endpoints`: ``notifications.endpoints`` entries,
+  their filter and retry schedule;
+* :mod:`cargohold.events.dispatch`: per endpoint, filter → queue → delivery
+  with capped exponential backoff and dead letters.
+
+:func:`emit` builds an event for the current request after the change is
+committed (or the pull served) and hands it to ``cargohold_registry_event``
+implementations, which enqueue it.  Building costs nothing when no plugin
+listens.
+"""
+
+from __future__ import annotations
+
+import functools
+import socket
+import uuid
+
+from flask import current_app, g, request
+
+from cargohold.events.model import (
+    ACTIONS, BLOB_MEDIA_TYPE, DELETE, ENVELOPE_MEDIA_TYPE, ENVELOPE_MEDIA_TYPE_V1, ENVELOPE_MEDIA_TYPES, MOUNT,
+    PULL, PUSH, Event, envelope, make_target,
+)
+from cargohold.manifests import MANIFEST_TYPES
+from cargohold.plugins import call_each
+from cargohold.request_context import request_id
+
+__all__ = [
+    "ACTIONS", "BLOB_MEDIA_TYPE", "DELETE", "ENVELOPE_MEDIA_TYPE", "ENVELOPE_MEDIA_TYPE_V1",
+    "ENVELOPE_MEDIA_TYPES", "MOUNT", "PULL", "PUSH", "Event", "emit", "envelope", "make_target",
+]
+
+_INSTANCE_ID = str(uuid.uuid4())
+
+
+@functools.lru_cache(maxsize=1)
+def _hostname() -> str:
+    return socket.gethostname()
+
+
+def emit(action: str, repository: str, digest: str | None = None, media_type: str | None = None,
+         size: int | None = None, tag: str | None = None, url: str | None = None,
+         from_repository: str | None = None) -> None:
+    """Build an event for the current request and pass it to listeners.
+
+    Pass what the reference sends for the action: pushes, pulls and mounts
+    carry digest, media type and size (the URL is derived: ``manifests/`` for
+    manifest media types, else ``blobs/``); a manifest or blob delete only the
+    digest; a tag delete only the tag.
+    """
+    state = current_app.extensions["cargohold"]
+    if not state.pm.hook.cargohold_registry_event.get_hookimpls():
+        return
+    if url is None and digest and action != DELETE:
+        kind = "manifests" if media_type in MANIFEST_TYPES else "blobs"
+        url = f"{request.host_url.rstrip('/')}/v2/{repository}/{kind}/{digest}"
+    grant = getattr(g, "grant", None)
+    event = Event(
+        action=action,
+        target=make_target(repository, digest, media_type, size, url, tag, from_repository),
+        request={
+            "id": request_id(),
+            "addr": request.remote_addr or "",
+            "host": request.host,
+            "method": request.method,
+            "useragent": request.headers.get("User-Agent", ""),
+        },
+        actor={"name": grant.user} if grant is not None and grant.user else {},
+        source={"addr": f"{_hostname()}:{request.host.rpartition(':')[2]}", "instanceID": _INSTANCE_ID},
+    )
+    call_each(state.pm, "cargohold_registry_event", event=event)
