@@ -12,7 +12,7 @@ import re
 import threading
 from collections.abc import Mapping
 from time import perf_counter
-from typing import BinaryIO, Iterator, NoReturn
+from typing import BinaryIO, Callable, Iterator, NoReturn
 
 from cargohold.storage.driver import (
     FileInfo,
@@ -56,12 +56,19 @@ class OperationStats(Mapping):
 
     Operations are the driver method names plus ``reader.read``,
     ``writer.write``, ``writer.commit`` and ``writer.cancel``.  Failed calls
-    are counted too.
+    are counted too.  Observers added with :meth:`add_observer` see every
+    call as it is recorded.
     """
 
     def __init__(self) -> None:
         self._data: dict[str, list] = {}
         self._lock = threading.Lock()
+        self._observers: list[Callable[[str, float], None]] = []
+
+    def add_observer(self, observer: Callable[[str, float], None]) -> None:
+        """Also call ``observer(op, seconds)`` for every recorded call (the
+        app's metrics).  It must be cheap and must not raise."""
+        self._observers.append(observer)
 
     def record(self, op: str, seconds: float) -> None:
         with self._lock:
@@ -71,6 +78,8 @@ class OperationStats(Mapping):
             else:
                 entry[0] += 1
                 entry[1] += seconds
+        for observer in self._observers:
+            observer(op, seconds)
 
     def __getitem__(self, op: str) -> tuple[int, float]:
         count, total = self._data[op]
