@@ -2,9 +2,9 @@
 
 ``create_app`` builds everything in a fixed order and runs nothing at import
 time: configuration (defaults, YAML, environment) → plugin manager →
-validation with every plugin's schema → storage driver, auth provider by
-name → the ``v2`` blueprint, plugin blueprints and the one error handler →
-WSGI wrappers → startup hooks.
+validation with every plugin's schema → storage driver, auth provider and
+notification sinks by name → the ``v2`` blueprint, plugin blueprints and the
+one error handler → WSGI wrappers → startup hooks.
 """
 
 from __future__ import annotations
@@ -18,10 +18,13 @@ from typing import Any, Mapping
 import pluggy
 from flask import Flask, g, request
 from werkzeug.exceptions import HTTPException, MethodNotAllowed as WerkzeugMethodNotAllowed
+from werkzeug.middleware.proxy_fix import ProxyFix
 
 from cargohold import config as config_mod
 from cargohold.auth import AuthProvider
 from cargohold.errors import MethodNotAllowed, NotFound, RegistryError, Unavailable, Unknown
+from cargohold.events.dispatch import build_notifier
+from cargohold.metrics import ROUTE_KEY, UNMATCHED, UPLOAD_ENDPOINTS, UPLOAD_KEY, MeteredApp, RegistryMetrics
 from cargohold.plugins import StartupError, build_plugin_manager, call_each, collect_named
 from cargohold.registry import Registry
 from cargohold.request_context import request_info
@@ -44,6 +47,8 @@ class RegistryState:
     auth: AuthProvider
     storage_name: str
     auth_name: str
+    #: Prometheus metrics (:mod:`cargohold.metrics`).
+    metrics: RegistryMetrics = dataclasses.field(default_factory=RegistryMetrics)
 
 
 def create_app(config: Mapping[str, Any] | None = None, config_path: str | None = None,
@@ -64,6 +69,10 @@ def create_app(config: Mapping[str, Any] | None = None, config_path: str | None 
     _warn_unserved(cfg, pm)
     storage_name, driver = _make_driver(pm, cfg)
     auth_name, auth = _make_auth(pm, cfg)
+    notifier = build_notifier(pm, cfg)
+    if notifier is not None:
+        # Filters and queues events; delivers them once started (startup hook).
+        pm.register(notifier, name="cargohold.notifications")
 
     app = Flask("cargohold")
     app.config["CARGOHOLD"] = cfg
@@ -71,26 +80,43 @@ def create_app(config: Mapping[str, Any] | None = None, config_path: str | None 
     app.url_map.strict_slashes = False
     # "//x" must not be rewritten (and redirected) into another repository name.
     app.url_map.merge_slashes = False
+    metrics = RegistryMetrics.from_environ()
+    driver.stats.add_observer(metrics.storage_observer(storage_name))
     app.extensions["cargohold"] = RegistryState(
         config=cfg, pm=pm, driver=driver, registry=Registry(driver), auth=auth,
-        storage_name=storage_name, auth_name=auth_name,
+        storage_name=storage_name, auth_name=auth_name, metrics=metrics,
     )
 
+    from cargohold import ops
     from cargohold.api import v2
 
     app.register_blueprint(v2)
+    if cfg["http"]["debug"]["addr"]:
+        # Served by the server on http.debug.addr instead of the main address.
+        app.cargohold_debug_app = ops.debug_app(app)
+    else:
+        app.register_blueprint(ops.blueprint(cfg))
     for blueprints in call_each(pm, "cargohold_blueprints", app=app):
         for bp in blueprints:
             app.register_blueprint(bp)
     _install_handlers(app, pm, cfg)
 
+    proxies = cfg["http"].get("trustedproxies") or 0
+    if proxies > 0:
+        # X-Forwarded-For/-Proto/-Host/-Port from that many proxies become the
+        # request's remote address, scheme and host (absolute Locations,
+        # logs); without it they are ignored, as any client can send them.
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=proxies, x_proto=proxies, x_host=proxies, x_port=proxies)
+
     prefix = cfg["http"].get("prefix", "").strip("/")
     if prefix:
         app.wsgi_app = PrefixMiddleware(app.wsgi_app, "/" + prefix)
+    app.wsgi_app = MeteredApp(app.wsgi_app, metrics)
 
     # Each wrapper wraps the previous result, in hook call order.
     for impl in reversed(pm.hook.cargohold_wrap_wsgi.get_hookimpls()):
-        wrapped = impl.function(wsgi_app=app.wsgi_app)
+        args = {"wsgi_app": app.wsgi_app, "app": app}
+        wrapped = impl.function(**{k: args[k] for k in impl.argnames})
         if wrapped is not None:
             app.wsgi_app = wrapped
 
@@ -99,9 +125,11 @@ def create_app(config: Mapping[str, Any] | None = None, config_path: str | None 
             impl.function(app=app)
         except Exception as e:
             raise StartupError(f"plugin {impl.plugin_name!r} failed at startup: {e}") from e
+    metrics.start_flushing()
 
     def shutdown() -> None:
         call_each(pm, "cargohold_shutdown", app=app)
+        metrics.stop_flushing()
         for closer in (auth.close, driver.close):
             try:
                 closer()
@@ -177,9 +205,6 @@ def _make_auth(pm: pluggy.PluginManager, cfg: dict) -> tuple[str, AuthProvider]:
 def _warn_unserved(cfg: dict, pm: pluggy.PluginManager) -> None:
     """Say so when configured sections have nothing to act on them, rather
     than ignoring them silently."""
-    if cfg["notifications"]["endpoints"] and not pm.hook.cargohold_registry_event.get_hookimpls():
-        log.warning("notifications.endpoints is set, but no installed plugin delivers registry events; "
-                    "install a notification plugin or remove the section")
     for name in cfg.get("reporting") or {}:
         if not any(impl.plugin_name == name or impl.plugin_name.endswith("-" + name)
                    for hook in (pm.hook.cargohold_report_exception, pm.hook.cargohold_wrap_wsgi,
@@ -200,6 +225,8 @@ def _install_handlers(app: Flask, pm: pluggy.PluginManager, cfg: dict) -> None:
     for name, values in (cfg["http"].get("headers") or {}).items():
         extra_headers += [(name, v) for v in (values if isinstance(values, list) else [values])]
 
+    metrics = app.extensions["cargohold"].metrics
+
     @app.after_request
     def _headers(resp):
         g.status = resp.status_code
@@ -211,6 +238,12 @@ def _install_handlers(app: Flask, pm: pluggy.PluginManager, cfg: dict) -> None:
     @app.before_request
     def _start() -> None:
         g.started = time.monotonic()
+        req = request._get_current_object()  # one proxy lookup, not three
+        endpoint = req.endpoint
+        req.environ[ROUTE_KEY] = endpoint or UNMATCHED
+        if endpoint in UPLOAD_ENDPOINTS:
+            req.environ[UPLOAD_KEY] = True  # MeteredApp ends it with the response
+            metrics.upload_started()
 
     @app.teardown_request
     def _finished(exc) -> None:

@@ -53,14 +53,15 @@ import yaml
 __all__ = [
     "ANY_KEY", "CORE_SCHEMA", "DEFAULTS", "RESERVED_ENV", "STORAGE_RESERVED",
     "ConfigError", "Duration", "OneOf", "Size", "Workers",
-    "auth_provider", "disabled_plugins", "is_secret_key", "mask_secrets", "parse_addr", "read_config",
+    "auth_provider", "check_section", "disabled_plugins", "is_secret_key", "mask_secrets", "parse_addr",
+    "read_config",
     "storage_driver", "validate",
 ]
 
 ENV_PREFIX = "CARGOHOLD_"
 
 #: Environment variables with the prefix that are not configuration.
-RESERVED_ENV = frozenset({"CARGOHOLD_CONFIG", "CARGOHOLD_TRACE"})
+RESERVED_ENV = frozenset({"CARGOHOLD_CONFIG", "CARGOHOLD_TRACE", "CARGOHOLD_METRICS_DIR"})
 
 #: Keys of ``storage`` that are not a driver (as in the reference registry).
 STORAGE_RESERVED = frozenset({"delete", "redirect", "maintenance", "cache", "tag"})
@@ -70,7 +71,7 @@ ANY_KEY = "*"
 
 DEFAULTS: dict[str, Any] = {
     "version": "0.1",
-    "log": {"level": "info", "formatter": "text", "accesslog": {"disabled": False}},
+    "log": {"level": "info", "formatter": "text", "fields": {}, "accesslog": {"disabled": False}},
     "storage": {
         "filesystem": {"rootdirectory": "./data"},
         "delete": {"enabled": False},
@@ -82,15 +83,17 @@ DEFAULTS: dict[str, Any] = {
     "http": {
         "addr": ":5000",
         "host": "",
+        "trustedproxies": 0,
         "secret": "",
         "prefix": "",
         "tls": {"certificate": "", "key": "", "clientcas": [], "minimumtls": "tls1.2"},
         "draintimeout": "30s",
         "workers": 1,
         "headers": {"X-Content-Type-Options": ["nosniff"]},
+        "debug": {"addr": "", "prometheus": {"enabled": True, "path": "/metrics"}},
     },
     "auth": {},
-    "notifications": {"endpoints": []},
+    "notifications": {"endpoints": [], "queuedir": ""},
     "reporting": {},
     "validation": {"manifests": {"maxsize": "4MiB"}},
     "plugins": {"disabled": []},
@@ -100,9 +103,9 @@ DEFAULTS: dict[str, Any] = {
 # rather than as typos.
 _REFERENCE_ONLY = frozenset({
     "loglevel", "middleware", "redis", "health", "proxy",
-    "log.fields", "log.hooks",
+    "log.hooks",
     "storage.cache", "storage.tag", "storage.maintenance.readonly",
-    "http.net", "http.relativeurls", "http.debug", "http.http2", "http.h2c",
+    "http.net", "http.relativeurls", "http.http2", "http.h2c",
     "http.tls.clientauth", "http.tls.ciphersuites", "http.tls.letsencrypt",
     "notifications.events",
     "validation.disabled", "validation.manifests.urls", "validation.manifests.indexes",
@@ -110,6 +113,8 @@ _REFERENCE_ONLY = frozenset({
 
 _SECRET_NAMES = frozenset({
     "secret", "password", "accountkey", "secretkey", "licensekey", "privatekey", "private_key",
+    "apikey", "dsn",
+    "connectionstring", "sastoken",  # Azure: both embed a credential
 })
 
 
@@ -308,6 +313,7 @@ CORE_SCHEMA: dict[str, Any] = {
     "log": {
         "level": OneOf("error", "warn", "warning", "info", "debug"),
         "formatter": OneOf("text", "json"),
+        "fields": {ANY_KEY: str},  # added to every log line
         "accesslog": {"disabled": bool},
     },
     "storage": {
@@ -321,6 +327,7 @@ CORE_SCHEMA: dict[str, Any] = {
     "http": {
         "addr": str,
         "host": str,
+        "trustedproxies": int,
         "secret": str,
         "prefix": str,
         "tls": {
@@ -332,9 +339,13 @@ CORE_SCHEMA: dict[str, Any] = {
         "draintimeout": Duration,
         "workers": Workers,
         "headers": {ANY_KEY: list},
+        "debug": {  # /metrics and /healthz on a separate address (see cargohold.ops)
+            "addr": str,
+            "prometheus": {"enabled": bool, "path": str},
+        },
     },
     "auth": {ANY_KEY: dict},
-    "notifications": {"endpoints": list},
+    "notifications": {"endpoints": list, "queuedir": str},
     "reporting": {ANY_KEY: dict},
     "validation": {"manifests": {"maxsize": Size}},
     "plugins": {"disabled": list, ANY_KEY: dict},
@@ -545,6 +556,19 @@ def validate(config: Mapping, schemas: Mapping[str, Mapping] | None = None) -> d
     return result
 
 
+def check_section(value: Any, schema: Mapping, path: str = "") -> dict:
+    """Check one section (e.g. a list entry, which :func:`validate` cannot
+    see into) against ``schema``, as :func:`validate` checks the config: the
+    coerced values, or :class:`ConfigError` with every problem, each naming
+    its key below ``path``."""
+    problems: list[str] = []
+    schema = dict(schema)
+    result = _check(value, schema, path, problems, schema)
+    if problems:
+        raise ConfigError(*problems)
+    return result
+
+
 def _schema_tree(schemas: Mapping[str, Mapping]) -> dict:
     tree = copy.deepcopy(CORE_SCHEMA)
     for dotted, schema in schemas.items():
@@ -655,6 +679,17 @@ def _check_rules(config: Any, problems: list[str]) -> None:
     prefix = http.get("prefix", "")
     if "http.prefix" not in reported and prefix and not prefix.startswith("/"):
         problems.append(f"http.prefix: must start with '/', got {prefix!r}")
+    debug = section("http", "debug")
+    if "http.debug.addr" not in reported and debug.get("addr"):
+        try:
+            parse_addr(debug["addr"])
+        except ValueError as e:
+            problems.append(f"http.debug.addr: {e}")
+    metrics_path = section("http", "debug", "prometheus").get("path", "/metrics")
+    if "http.debug.prometheus.path" not in reported and isinstance(metrics_path, str) and (
+            not metrics_path.startswith("/") or metrics_path.rstrip("/") in ("", "/v2")
+            or metrics_path.startswith("/v2/")):
+        problems.append(f"http.debug.prometheus.path: must start with '/' and stay outside /v2/, got {metrics_path!r}")
     version = config.get("version") if isinstance(config, dict) else None
     if "version" not in reported and not (isinstance(version, str) and re.fullmatch(r"\d+\.\d+", version)):
         problems.append(f"version: expected major.minor such as '0.1', got {version!r}")

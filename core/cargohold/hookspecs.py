@@ -79,10 +79,15 @@ def cargohold_auth_providers() -> dict[str, Callable[[dict], "AuthProvider"]]:
 def cargohold_notification_sinks() -> dict[str, Callable[[dict], Any]]:
     """Offer notification sinks by name.
 
-    Return ``{name: factory}``; ``factory(params)`` receives one endpoint's
-    configuration and returns an object whose ``send(batch)`` makes one
-    delivery attempt of a list of events and raises on failure.  Retries,
-    queueing and backoff belong to the core, not the sink.
+    Return ``{name: factory}``; an endpoint's ``type`` picks one (default
+    ``webhook``).  ``factory(params)`` receives the endpoint's own keys: its
+    ``name`` and every key the core does not read (the core reads those in
+    :data:`cargohold.events.endpoints.ENDPOINT_SCHEMA`: filters, backoff,
+    dead letters).  It raises ``ValueError`` (or ``ConfigError``) naming a
+    bad or unknown key, and returns an object whose ``send(batch)`` makes one
+    delivery attempt of a list of :class:`cargohold.events.Event` and raises
+    on failure.  Retries, queueing and backoff belong to the core, not the
+    sink.  Duplicate names fail start-up.
     """
 
 
@@ -134,16 +139,19 @@ def cargohold_registry_event(event: "Event") -> None:
 
 
 @hookspec
-def cargohold_wrap_wsgi(wsgi_app: Callable) -> Callable | None:
+def cargohold_wrap_wsgi(wsgi_app: Callable, app: "Flask") -> Callable | None:
     """Return a WSGI callable wrapping ``wsgi_app`` (e.g. an APM agent's
     wrapper), or ``None`` to leave it.  Wrappers are applied in hook call
-    order, each around the previous result."""
+    order, each around the previous result.  ``app`` is the Flask app being
+    built (its configuration is ``app.config["CARGOHOLD"]``); the matched
+    route is the Flask endpoint, ``flask.request.endpoint``."""
 
 
 @hookspec
 def cargohold_report_exception(error: BaseException, request_info: dict) -> None:
     """An unhandled exception happened while serving a request.  ``request_info``
-    holds method, path, route, remote address, request id and headers with
+    holds method, path (without the query string), route, endpoint, remote
+    address, request id, the authenticated user (or ``None``) and headers with
     credentials (``Authorization``, cookies) removed.  Each implementation is
     called on its own: one that raises is logged and the others still run."""
 

@@ -78,11 +78,17 @@ def authorize() -> None:
 
 
 def location(path: str) -> str:
-    """A ``Location`` value: absolute when ``http.host`` is configured (behind
-    a proxy), else relative, which clients resolve against the request URL."""
-    host = state().config["http"]["host"]
+    """A ``Location`` value: absolute when ``http.host`` is configured, or
+    built from the trusted proxy's ``X-Forwarded-Proto``/``-Host`` with
+    ``http.trustedproxies``; else relative, which clients resolve against
+    the URL they requested (so through any proxy)."""
+    http = state().config["http"]
     path = request.script_root + path  # under http.prefix
-    return host.rstrip("/") + path if host else path
+    if http["host"]:
+        return http["host"].rstrip("/") + path
+    if http.get("trustedproxies"):
+        return f"{request.scheme}://{request.host}{path}"
+    return path
 
 
 def require_deletes() -> None:
@@ -111,7 +117,15 @@ def body_chunks() -> Iterator[bytes]:
     ``Content-Length`` and chunked transfer encoding alike."""
     stream = request.stream
     while True:
-        chunk = stream.read(BODY_CHUNK)
+        try:
+            chunk = stream.read(BODY_CHUNK)
+        except (ValueError, OSError) as e:
+            # gevent's server raises _InvalidClientInput (an OSError) for a
+            # malformed chunked body; matched by name so importing this module
+            # does not import gevent.  A real disconnect stays an OSError.
+            if isinstance(e, ValueError) or type(e).__name__ == "_InvalidClientInput":
+                raise BlobUploadInvalid("malformed request body", detail={"reason": str(e)[:200]}) from None
+            raise
         if not chunk:
             return
         yield chunk

@@ -7,7 +7,6 @@ import logging
 import os
 import signal
 import socket
-import ssl
 import sys
 import time
 from dataclasses import dataclass
@@ -18,7 +17,7 @@ import gevent.event
 import gevent.os
 from gevent import monkey
 
-from cargohold import __version__
+from cargohold import __version__, metrics
 from cargohold.config import ConfigError, parse_addr, storage_driver
 
 log = logging.getLogger("cargohold.server")
@@ -32,7 +31,7 @@ _MAX_BACKOFF = 10.0
 # How long the parent waits past the drain timeout before SIGKILLing workers.
 _KILL_GRACE = 5.0
 from cargohold.server.sockets import bind_listener
-from cargohold.server.tls import ssl_context
+from cargohold.server.tls import ReloadingContext, reloading_context
 from cargohold.server.wsgi import RegistryServer
 
 # -- one worker -----------------------------------------------------------------
@@ -45,11 +44,12 @@ class _Spec:
     listener: socket.socket
     app_factory: Callable[[], Any]
     config: Mapping[str, Any]
-    ssl_context: ssl.SSLContext | None
+    ssl_context: ReloadingContext | None  # offers wrap_socket like an SSLContext
     expected_errors: tuple[type[BaseException], ...]
     host: str
     multiprocess: bool
     announce: Callable[[], None]  # logs the start line once serving
+    debug_listener: socket.socket | None = None  # http.debug.addr: the app's cargohold_debug_app
 
 
 def _run_worker(spec: _Spec, parent_pid: int | None = None, ready_fd: int | None = None) -> int:
@@ -76,6 +76,11 @@ def _run_worker(spec: _Spec, parent_pid: int | None = None, ready_fd: int | None
         environ={"wsgi.multiprocess": spec.multiprocess, "SERVER_NAME": spec.host or socket.gethostname()},
         **kwargs,
     )
+    debug_server = None
+    debug_app = getattr(app, "cargohold_debug_app", None)
+    if spec.debug_listener is not None and debug_app is not None:
+        debug_server = RegistryServer(spec.debug_listener, debug_app, access_log=False,
+                                      environ={"SERVER_NAME": spec.host or socket.gethostname()})
     stop, hurry = gevent.event.Event(), gevent.event.Event()
 
     def on_signal():
@@ -87,6 +92,8 @@ def _run_worker(spec: _Spec, parent_pid: int | None = None, ready_fd: int | None
     else:
         gevent.spawn(_watch_parent, parent_pid, stop)
     server.start()
+    if debug_server is not None:
+        debug_server.start()
     if ready_fd is None:
         spec.announce()
     else:
@@ -94,6 +101,8 @@ def _run_worker(spec: _Spec, parent_pid: int | None = None, ready_fd: int | None
         os.close(ready_fd)
     stop.wait()
     server.drain(float(config["http"].get("draintimeout", 30.0)), hurry)
+    if debug_server is not None:
+        debug_server.drain(1.0)
     for h in handlers:
         h.cancel()
     shutdown = getattr(app, "cargohold_shutdown", None)
@@ -207,6 +216,7 @@ class _Supervisor:
             slot, started = self.children.pop(pid, (None, 0.0))
             if slot is None:
                 continue
+            metrics.worker_exited(pid)
             code = os.waitstatus_to_exitcode(status)
             if self.stopping_since is not None:
                 continue
@@ -300,7 +310,7 @@ def serve(app_factory: Callable[[], Any], config: Mapping[str, Any], *,
     http = config["http"]
     host, port = parse_addr(http["addr"])
     workers = worker_count(http.get("workers", 1))
-    context = ssl_context(http.get("tls") or {})
+    context = reloading_context(http.get("tls") or {})
     listener = bind_listener(host, port)
     bound = listener.getsockname()
     shown = f"[{bound[0]}]" if ":" in bound[0] else bound[0]
@@ -315,8 +325,25 @@ def serve(app_factory: Callable[[], Any], config: Mapping[str, Any], *,
 
     spec = _Spec(listener, app_factory, config, context, tuple(expected_errors), host, workers > 1, announce)
     try:
+        spec.debug_listener = _debug_listener(http)
         if workers == 1:
             return _run_worker(spec)
-        return _Supervisor(spec, workers).run()
+        with metrics.shared_between_workers():
+            return _Supervisor(spec, workers).run()
     finally:
         listener.close()
+        if spec.debug_listener is not None:
+            spec.debug_listener.close()
+
+
+def _debug_listener(http: Mapping[str, Any]) -> socket.socket | None:
+    """The socket of ``http.debug.addr`` (/metrics, /healthz), if configured."""
+    addr = (http.get("debug") or {}).get("addr")
+    if not addr:
+        return None
+    try:
+        sock = bind_listener(*parse_addr(addr))
+        log.info("metrics and health checks on http://%s (http.debug.addr)", addr)
+        return sock
+    except ConfigError as e:
+        raise ConfigError(*(p.replace("http.addr", "http.debug.addr") for p in e.problems)) from None

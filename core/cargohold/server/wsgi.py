@@ -17,6 +17,8 @@ from gevent import GreenletExit, pywsgi
 from gevent.pool import Pool
 
 from cargohold.errors import Unavailable, error_body
+from cargohold.request_context import redact_query
+from cargohold.server.logs import ACCESS_FIELDS
 
 log = logging.getLogger("cargohold.server")
 access_log = logging.getLogger("cargohold.access")
@@ -78,6 +80,7 @@ class _Handler(pywsgi.WSGIHandler):
         ``http.client``).  Raises ``ValueError`` for a malformed request:
         pywsgi answers 400 and closes the connection."""
         self._orig_status = None  # else a 400 here would be logged with the last request's status
+        self.environ, self.response_headers, self._request_env = None, None, {}  # ... or its id, agent
         self.requestline = raw_requestline.rstrip("\r\n")
         words = self.requestline.split()
         if len(words) != 3 or words[2] not in _VERSIONS or not _TOKEN.fullmatch(words[0]):
@@ -230,13 +233,31 @@ class _Handler(pywsgi.WSGIHandler):
     def log_request(self):
         if not self.server.access_log or not access_log.isEnabledFor(logging.INFO):
             return
-        client = self.client_address[0] if isinstance(self.client_address, tuple) else self.client_address
+        env = self.environ or {}
+        # The app's view of the client (behind trusted proxies, the forwarded address).
+        client = env.get("REMOTE_ADDR") or (
+            self.client_address[0] if isinstance(self.client_address, tuple) else self.client_address)
         status = self._orig_status or self.status or "000"  # pywsgi's own errors set only .status
         if isinstance(status, bytes):
             status = status.decode("latin-1")
+        status = status.split(" ", 1)[0]
         took = (self.time_finish or time.time()) - self.time_start
-        access_log.info('%s "%s" %s %s %.1fms', client or "-", (self.requestline or "").strip(),
-                        status.split(" ", 1)[0], self.response_length or "-", took * 1000)
+        # From the request line: it is this request's even when it was malformed.
+        words = (self.requestline or "").split()
+        method, target, version = words if len(words) == 3 else ("-", " ".join(words)[:200], "-")
+        path, question, query = target.partition("?")
+        target = path + question + redact_query(query)  # never a password or token from the URL
+        request_id = next((v.decode("latin-1") for k, v in (self.response_headers or ())
+                           if k.lower() == b"x-request-id"), None)
+        user_agent = self._request_env.get("HTTP_USER_AGENT")
+        access_log.info('%s "%s %s %s" %s %s %.1fms %s', client or "-", method, target, version, status,
+                        self.response_length or "-", took * 1000, json.dumps(user_agent or "-"),
+                        extra={"request_id": request_id, ACCESS_FIELDS: {
+                            "remote_addr": client, "method": method, "path": target, "protocol": version,
+                            "status": int(status) if status.isdigit() else 0,
+                            "bytes_out": self.response_length or 0,
+                            "duration_ms": round(took * 1000, 3), "user_agent": user_agent,
+                        }})
 
     def log_error(self, msg, *args):
         # pywsgi reports malformed requests here: the client's fault, not ours.
