@@ -11,8 +11,11 @@ from __future__ import annotations
 
 import abc
 import dataclasses
+import logging
 
-from cargohold.errors import Denied, Unauthorized
+from cargohold.errors import Denied, RegistryError, Unauthorized
+
+log = logging.getLogger(__name__)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -71,3 +74,19 @@ class AuthProvider(abc.ABC):
 
     def close(self) -> None:
         """Release resources at shutdown."""
+
+
+def authorize(provider: AuthProvider, request, access: list[Access]) -> Grant:
+    """Ask ``provider`` about ``access`` for ``request``, failing closed: a
+    :class:`cargohold.errors.RegistryError` (401, 403) passes through, any
+    other exception or a result that is not a :class:`Grant` denies."""
+    try:
+        grant = provider.authorize(request, access)
+    except RegistryError:
+        raise
+    except Exception as e:
+        log.exception("auth provider failed; denying")
+        raise Denied() from e
+    if not isinstance(grant, Grant):
+        raise Denied()
+    return grant

@@ -15,7 +15,7 @@ import requests
 
 from cargohold.testing.auth import write_htpasswd
 from cargohold.testing.images import build_image, read_blobs, tagged
-from cargohold.testing.nginx import Nginx
+from cargohold.testing.nginx import Nginx, shipped_config
 from cargohold.testing.server import LiveRegistry, free_port
 from cargohold.testing.skopeo import Skopeo, find_skopeo
 from cargohold.testing.tls import make_test_ca
@@ -25,13 +25,7 @@ USER, PASSWORD = "alice", "wonderland"
 
 
 def contrib_config(replacements: dict[str, str]) -> str:
-    """contrib/nginx/nginx.conf with its example paths and ports replaced;
-    each must appear exactly once, so the test follows the shipped file."""
-    text = (CONTRIB / "nginx.conf").read_text()
-    for old, new in replacements.items():
-        assert text.count(old) == 1, f"{old!r} should appear once in contrib/nginx/nginx.conf"
-        text = text.replace(old, new)
-    return text
+    return shipped_config(CONTRIB / "nginx.conf", replacements)
 
 
 @pytest.fixture(scope="module")

@@ -7,8 +7,9 @@ from typing import Iterator
 
 from flask import Blueprint, Response, current_app, g, request
 
-from cargohold.auth import Access, Grant
-from cargohold.errors import BlobUploadInvalid, Denied, RegistryError, SizeInvalid, Unsupported
+from cargohold.auth import Access
+from cargohold.auth import authorize as authorize_request
+from cargohold.errors import BlobUploadInvalid, SizeInvalid, Unsupported
 from cargohold.reference import check_name
 
 API_VERSION_HEADER = ("Docker-Distribution-API-Version", "registry/2.0")
@@ -64,17 +65,7 @@ def authorize() -> None:
         check_name(args["name"])
     if request.endpoint == "v2.start_upload" and request.args.get("from"):
         check_name(request.args["from"])
-    provider = state().auth
-    try:
-        grant = provider.authorize(request, requested_access())
-    except RegistryError:
-        raise
-    except Exception as e:
-        current_app.logger.exception("auth provider failed; denying")
-        raise Denied() from e
-    if not isinstance(grant, Grant):
-        raise Denied()
-    g.grant = grant
+    g.grant = authorize_request(state().auth, request, requested_access())
 
 
 def location(path: str) -> str:

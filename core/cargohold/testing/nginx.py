@@ -10,10 +10,22 @@ import signal
 import socket
 import subprocess
 import time
+from pathlib import Path
 
 import pytest
 
 INSTALL_HINT = "nginx not found: install it with `apt-get install -y nginx` (or run `sh .ci/system-deps test` as root)"
+
+
+def shipped_config(path, replacements: dict[str, str]) -> str:
+    """The nginx config shipped at ``path`` with its example addresses and
+    paths replaced; each must appear exactly once, so a test follows the
+    shipped file rather than a copy of it."""
+    text = Path(path).read_text()
+    for old, new in replacements.items():
+        assert text.count(old) == 1, f"{old!r} should appear once in {path}"
+        text = text.replace(old, new)
+    return text
 
 
 def find_nginx() -> str:

@@ -14,7 +14,7 @@ import pytest
 import requests
 
 from cargohold.testing.images import build_image, read_blobs, tagged
-from cargohold.testing.nginx import Nginx
+from cargohold.testing.nginx import Nginx, shipped_config
 from cargohold.testing.server import LiveRegistry, free_port
 from cargohold.testing.skopeo import Skopeo, find_skopeo
 
@@ -23,13 +23,7 @@ MiB = 1 << 20
 
 
 def contrib_config(replacements: dict[str, str]) -> str:
-    """contrib/multi-replica/nginx.conf with its example addresses replaced;
-    each must appear exactly once, so the test follows the shipped file."""
-    text = (CONTRIB / "nginx.conf").read_text()
-    for old, new in replacements.items():
-        assert text.count(old) == 1, f"{old!r} should appear once in contrib/multi-replica/nginx.conf"
-        text = text.replace(old, new)
-    return text
+    return shipped_config(CONTRIB / "nginx.conf", replacements)
 
 
 @pytest.fixture(scope="module")
