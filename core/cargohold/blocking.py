@@ -32,3 +32,13 @@ def offload(fn: Callable[..., T], *args) -> T:
     import gevent
 
     return gevent.get_hub().threadpool.apply(fn, args)
+
+
+def native_lock():
+    """A lock of the OS thread, even under gevent's monkey-patching (which
+    turns ``threading.Lock`` into a greenlet lock).  For state shared with
+    calls run by :func:`offload`: hold it only for a few field updates, never
+    across anything that blocks, since waiting for it stalls the event loop."""
+    from gevent import monkey
+
+    return monkey.get_original("_thread", "allocate_lock")()

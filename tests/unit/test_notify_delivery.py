@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from cargohold.config import ConfigError
-from cargohold.events import Event, make_target
+from cargohold.events import Event
 from cargohold.events.dispatch import Delivery, Notifier
 from cargohold.events.endpoints import Endpoint, parse_endpoints
 from cargohold.events.queue import DurableQueue
@@ -20,8 +20,7 @@ def endpoint(**settings) -> Endpoint:
 
 
 def event(n: int, action: str = "push", media_type: str = "application/octet-stream") -> Event:
-    return Event(action=action, target=make_target("app", f"sha256:{n:064x}", media_type, n),
-                 request={}, actor={}, source={})
+    return Event(action, "app", f"sha256:{n:064x}", media_type, n)
 
 
 class FlakySink:
@@ -126,7 +125,7 @@ def test_notifier_filters_then_queues_per_endpoint(tmp_path):
     manifest = "application/vnd.oci.image.manifest.v1+json"
     sent = [event(1), event(2, media_type=manifest), event(3, "pull", manifest),
             event(4, media_type="application/vnd.oci.image.index.v1+json"),
-            Event(action="delete", target=make_target("app", "sha256:" + "5" * 64), request={}, actor={}, source={})]
+            Event("delete", "app", "sha256:" + "5" * 64)]
     for e in sent:
         notifier.cargohold_registry_event(e)
     assert len(keep_all.queue.pending()) == 5

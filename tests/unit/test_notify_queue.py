@@ -10,15 +10,13 @@ import sys
 
 import pytest
 
-from cargohold.events import Event, make_target
+from cargohold.events import Event
 from cargohold.events import queue as queue_mod
 from cargohold.events.queue import DurableQueue
 
 
 def event(n: int, action: str = "push") -> Event:
-    return Event(action=action, target=make_target("app", f"sha256:{n:064x}", "application/octet-stream", n),
-                 request={"id": str(n), "addr": "", "host": "", "method": "PUT", "useragent": ""},
-                 actor={}, source={})
+    return Event(action, "app", f"sha256:{n:064x}", "application/octet-stream", n, request_id=str(n), method="PUT")
 
 
 def sizes(batches) -> list[int]:
@@ -31,11 +29,11 @@ def segments(directory) -> list[str]:
 
 WRITER = """
 import os, sys
-from cargohold.events import Event, make_target
+from cargohold.events import Event
 from cargohold.events.queue import DurableQueue
 q = DurableQueue(sys.argv[1])
 for n in range(int(sys.argv[2]), int(sys.argv[3])):
-    q.put([Event(action="pull", target=make_target("app", size=n), request={}, actor={}, source={})])
+    q.put([Event("pull", "app", size=n)])
 if sys.argv[4] == "kill":
     os.kill(os.getpid(), 9)  # no close, no sync
 """
@@ -83,25 +81,28 @@ def test_several_writer_processes_are_merged_by_enqueue_time(tmp_path):
 def test_a_record_cut_short_or_unreadable_is_set_aside(tmp_path, caplog):
     directory = tmp_path / "ep"
     queue = DurableQueue(str(directory))
-    good = json.dumps({"s": 2, "events": [event(7).to_dict()]})
-    # An abandoned segment (no writer holds it): a good record, garbage, a
-    # good record, and a last record cut short by a crash.
+    seventh = event(7)
+    good = json.dumps([2, seventh.to_record()])
+    not_an_event = json.dumps([3, ["id", "not a time", "push"]])
+    # An abandoned segment (no writer holds it): a good record, garbage, JSON
+    # that is not an event, a good record, and a last record cut short by a crash.
     (directory / "seg-00000000000000000001-0000001.log").write_text(
-        good + "\n" + "{not json\n" + good.replace('"s":2', '"s":3') + "\n" + good[:40])
+        good + "\n" + "{not json\n" + not_an_event + "\n" + good.replace("[2,", "[4,", 1) + "\n" + good[:40])
     batches = queue.pending()
-    assert [len(b.events) for b in batches] == [1, 0, 1]  # the unreadable one: nothing to send
+    assert [len(b.events) for b in batches] == [1, 0, 0, 1]  # the unreadable ones: nothing to send
+    assert batches[0].events == [seventh] and batches[0].events[0].to_dict() == seventh.to_dict()
     for batch in batches:
         queue.ack(batch)
     assert queue.pending() == []  # the cut-short tail is set aside now ...
     assert queue.pending() == [] and segments(directory) == []  # ... and the segment goes
     kept = sorted(os.listdir(directory / "corrupt"))
-    assert len(kept) == 2
+    assert len(kept) == 3
     assert (directory / "corrupt" / kept[-1]).read_text() == good[:40]
     assert "record cut short" in caplog.text and "unreadable record" in caplog.text
 
 
 def test_segments_rotate_and_full_ones_go_once_delivered(tmp_path, monkeypatch):
-    monkeypatch.setattr(queue_mod, "SEGMENT_BYTES", 2000)
+    monkeypatch.setattr(queue_mod, "SEGMENT_BYTES", 1000)
     directory = str(tmp_path / "ep")
     queue = DurableQueue(directory)
     for i in range(20):
@@ -160,8 +161,8 @@ def test_a_segment_never_named_by_a_killed_writer_is_removed(tmp_path):
 
 
 def test_a_long_backlog_is_read_in_parts_without_breaking_the_order(tmp_path, monkeypatch):
-    monkeypatch.setattr(queue_mod, "SEGMENT_BYTES", 6000)
-    monkeypatch.setattr(queue_mod, "READ_BYTES", 1000)
+    monkeypatch.setattr(queue_mod, "SEGMENT_BYTES", 3000)
+    monkeypatch.setattr(queue_mod, "READ_BYTES", 700)
     directory = str(tmp_path / "ep")
     queue = DurableQueue(directory)
     for i in range(40):

@@ -23,15 +23,15 @@ from flask import current_app, g, request
 
 from cargohold.events.model import (
     ACTIONS, BLOB_MEDIA_TYPE, DELETE, ENVELOPE_MEDIA_TYPE, ENVELOPE_MEDIA_TYPE_V1, ENVELOPE_MEDIA_TYPES, MOUNT,
-    PULL, PUSH, Event, envelope, make_target,
+    PULL, PUSH, Event, envelope,
 )
 from cargohold.manifests import MANIFEST_TYPES
 from cargohold.plugins import call_each
-from cargohold.request_context import request_id
+from cargohold.request_context import assign_request_id
 
 __all__ = [
     "ACTIONS", "BLOB_MEDIA_TYPE", "DELETE", "ENVELOPE_MEDIA_TYPE", "ENVELOPE_MEDIA_TYPE_V1",
-    "ENVELOPE_MEDIA_TYPES", "MOUNT", "PULL", "PUSH", "Event", "emit", "envelope", "make_target",
+    "ENVELOPE_MEDIA_TYPES", "MOUNT", "PULL", "PUSH", "Event", "emit", "envelope",
 ]
 
 _INSTANCE_ID = str(uuid.uuid4())
@@ -55,21 +55,21 @@ def emit(action: str, repository: str, digest: str | None = None, media_type: st
     state = current_app.extensions["cargohold"]
     if not state.pm.hook.cargohold_registry_event.get_hookimpls():
         return
+    # From the WSGI environ rather than request.host / host_url, which parse
+    # and re-encode the URL on first use and cost more than the rest of the
+    # event (ProxyFix, when configured, has put the forwarded host there).
+    environ = request.environ
+    port = environ.get("SERVER_PORT", "")
+    host = environ.get("HTTP_HOST") or f"{environ.get('SERVER_NAME', '')}:{port}"
     if url is None and digest and action != DELETE:
         kind = "manifests" if media_type in MANIFEST_TYPES else "blobs"
-        url = f"{request.host_url.rstrip('/')}/v2/{repository}/{kind}/{digest}"
+        url = f"{environ.get('wsgi.url_scheme', 'http')}://{host}/v2/{repository}/{kind}/{digest}"
     grant = getattr(g, "grant", None)
     event = Event(
-        action=action,
-        target=make_target(repository, digest, media_type, size, url, tag, from_repository),
-        request={
-            "id": request_id(),
-            "addr": request.remote_addr or "",
-            "host": request.host,
-            "method": request.method,
-            "useragent": request.headers.get("User-Agent", ""),
-        },
-        actor={"name": grant.user} if grant is not None and grant.user else {},
-        source={"addr": f"{_hostname()}:{request.host.rpartition(':')[2]}", "instanceID": _INSTANCE_ID},
+        action, repository, digest, media_type, size, tag, url, from_repository,
+        request_id=assign_request_id(environ), addr=environ.get("REMOTE_ADDR") or "", host=host,
+        method=environ.get("REQUEST_METHOD", ""), useragent=environ.get("HTTP_USER_AGENT", ""),
+        actor_name=grant.user if grant is not None else None,
+        source_addr=f"{_hostname()}:{port}", instance_id=_INSTANCE_ID,
     )
     call_each(state.pm, "cargohold_registry_event", event=event)

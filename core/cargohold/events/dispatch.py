@@ -146,13 +146,15 @@ class Notifier:
         self._wake = {id(d): threading.Event() for d in deliveries}
         self._stopping = threading.Event()
         self._threads: list[threading.Thread] = []
+        # Bound methods looked up once: this runs on every push, pull and delete.
+        self._routes = [(d.endpoint.accepts, d.queue.put, self._wake[id(d)].set) for d in deliveries]
 
     @hookimpl
     def cargohold_registry_event(self, event: Event) -> None:
-        for delivery in self.deliveries:
-            if delivery.endpoint.accepts(event):
-                delivery.queue.put([event])
-                self._wake[id(delivery)].set()
+        for accepts, put, wake in self._routes:
+            if accepts(event):
+                put([event])
+                wake()
 
     @hookimpl
     def cargohold_startup(self, app) -> None:

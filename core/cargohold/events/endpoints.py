@@ -63,7 +63,7 @@ class Endpoint:
         media type (deletes) are only filtered by action, as in the reference."""
         if event.action in self.ignored_actions:
             return False
-        return event.target.get("mediaType") not in self.ignored_media_types
+        return event.media_type not in self.ignored_media_types
 
     def delay(self, failures: int) -> float:
         """Seconds to wait after ``failures`` consecutive failed attempts:

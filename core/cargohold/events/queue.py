@@ -3,7 +3,8 @@
 Layout under the endpoint's directory::
 
     seg-<start_ns>-<pid>.log   records appended by one process, one per line:
-                               {"s": <enqueue time, ns>, "events": [...]}
+                               [<enqueue time, ns>, <event record>, ...]
+                               (each event as :meth:`Event.to_record`)
     cursor/<segment>           how far that segment was delivered (bytes)
     deliver.lock               flock()ed by the one process delivering
     deadletter/<batch>.json    batches given up on, with the last error
@@ -36,10 +37,10 @@ import fcntl
 import json
 import logging
 import os
-import threading
 import time
 from dataclasses import dataclass
 
+from cargohold.blocking import native_lock
 from cargohold.events.model import Event
 
 log = logging.getLogger("cargohold.notifications")
@@ -51,6 +52,44 @@ READ_BYTES = 256 * 1024
 
 _PREFIX, _SUFFIX = "seg-", ".log"
 _TMP = ".tmp-"
+
+
+
+def _record_encoder():
+    """Compact JSON for a queue record.  ``JSONEncoder.encode`` builds a new
+    C encoder on every call, a good part of an event's cost on the request
+    path; one built once is reused where the interpreter has it (checked
+    against ``json.dumps`` at import, else the plain encoder)."""
+    plain = json.JSONEncoder(separators=(",", ":"), check_circular=False).encode
+    try:
+        from json.encoder import c_make_encoder, encode_basestring_ascii
+
+        c_encoder = c_make_encoder(None, None, encode_basestring_ascii, None, ":", ",", False, False, True)
+
+        def fast(record: list) -> str:
+            return "".join(c_encoder(record, 0))
+
+        sample = [1, "a\u00e9\n\"", None, [2, "b"]]
+        if fast(sample) == plain(sample):
+            return fast
+    except Exception:  # no C accelerator, or its internals changed
+        pass
+    return plain
+
+
+_encode = _record_encoder()
+
+# Counts forks, so that a child never appends to its parent's segment
+# (cheaper than comparing os.getpid() on every put).
+_forks = 0
+
+
+def _forked() -> None:
+    global _forks
+    _forks += 1
+
+
+os.register_at_fork(after_in_child=_forked)
 
 
 @dataclass
@@ -80,10 +119,10 @@ class DurableQueue:
         self.cursor_dir = os.path.join(directory, "cursor")
         for d in (self.deadletter_dir, self.cursor_dir):
             os.makedirs(d, exist_ok=True)
-        self._guard = threading.Lock()  # put() may race sync() in a thread
+        self._guard = native_lock()  # put() may race sync() in the thread pool
         self._fd: int | None = None  # this process's segment
         self._size = 0
-        self._pid = 0
+        self._fork = 0  # the value of _forks when the segment was opened
         self._last_ns = 0
         self._dirty = False
         self._new_segment = False
@@ -97,14 +136,18 @@ class DurableQueue:
         returns (see the module's note on durability)."""
         with self._guard:
             self._last_ns = stamp = max(time.time_ns(), self._last_ns + 1)
-            line = json.dumps({"s": stamp, "events": [e.to_dict() for e in events]},
-                              separators=(",", ":")).encode() + b"\n"
-            if self._fd is None or self._pid != os.getpid() or self._size >= SEGMENT_BYTES:
+            record = [stamp]
+            for event in events:
+                record.append(event.to_record())
+            line = (_encode(record) + "\n").encode()
+            if self._fd is None or self._fork != _forks or self._size >= SEGMENT_BYTES:
                 self._open_segment(stamp)
-            view = memoryview(line)
             try:
-                while view:
-                    view = view[os.write(self._fd, view):]
+                written = os.write(self._fd, line)
+                if written < len(line):  # only on a nearly full disk
+                    view = memoryview(line)[written:]
+                    while view:
+                        view = view[os.write(self._fd, view):]
             except OSError:
                 # A record cut short (disk full): later ones must not be
                 # glued to it, so they go to a new segment.
@@ -117,13 +160,13 @@ class DurableQueue:
         """Start a new segment, locked before it gets its name (a consumer
         must never take a segment being opened for an abandoned one)."""
         if self._fd is not None:
-            if self._pid == os.getpid():
+            if self._fork == _forks:
                 self._retired.append(self._fd)
             else:  # a forked child never writes its parent's segment
                 os.close(self._fd)  # (the parent's copy keeps the flock)
             self._fd = None
-        self._pid = os.getpid()
-        name = f"{_PREFIX}{stamp:020d}-{self._pid:07d}{_SUFFIX}"
+        self._fork = _forks
+        name = f"{_PREFIX}{stamp:020d}-{os.getpid():07d}{_SUFFIX}"
         tmp = os.path.join(self.directory, _TMP + name)
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_APPEND, 0o644)
         fcntl.flock(fd, fcntl.LOCK_SH)
@@ -151,7 +194,7 @@ class DurableQueue:
         self.sync()
         with self._guard:
             fd, self._fd = self._fd, None
-        if fd is not None and self._pid == os.getpid():
+        if fd is not None and self._fork == _forks:
             os.close(fd)
 
     # -- consuming ---------------------------------------------------------------
@@ -216,9 +259,11 @@ class DurableQueue:
             start, end = offset + pos, offset + newline + 1
             try:
                 doc = json.loads(data[pos:newline])
-                stamp = int(doc["s"])
-                events = [Event.from_dict(e) for e in doc["events"]]
-            except (ValueError, KeyError, TypeError) as e:
+                if not isinstance(doc, list) or not doc or type(doc[0]) is not int:
+                    raise ValueError("not a queue record")
+                stamp = doc[0]
+                events = [Event.from_record(r) for r in doc[1:]]
+            except ValueError as e:
                 # An empty batch: acked without being sent.
                 self._set_aside(segment, start, data[pos:newline], f"unreadable record ({e})")
                 events = []

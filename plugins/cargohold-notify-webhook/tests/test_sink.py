@@ -11,16 +11,15 @@ import socket
 import pytest
 
 from cargohold.config import ConfigError
-from cargohold.events import ENVELOPE_MEDIA_TYPE, ENVELOPE_MEDIA_TYPE_V1, Event, make_target
+from cargohold.events import ENVELOPE_MEDIA_TYPE, ENVELOPE_MEDIA_TYPE_V1, Event
 from cargohold.testing.notifications import EventReceiver
 from cargohold.testing.server import free_port
 from cargohold_notify_webhook import SIGNATURE_HEADER, WebhookSink, cargohold_notification_sinks
 
 
 def event(digest: str = "sha256:" + "a" * 64) -> Event:
-    return Event(action="push", target=make_target("app", digest, "application/octet-stream", 3, "http://r/x"),
-                 request={"id": "r1", "addr": "127.0.0.1", "host": "r", "method": "PUT", "useragent": "t"},
-                 actor={}, source={"addr": "h:5000", "instanceID": "i"})
+    return Event("push", "app", digest, "application/octet-stream", 3, url="http://r/x", request_id="r1",
+                 addr="127.0.0.1", host="r", method="PUT", useragent="t", source_addr="h:5000", instance_id="i")
 
 
 @pytest.fixture
