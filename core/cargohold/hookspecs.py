@@ -131,8 +131,12 @@ def cargohold_before_manifest_put(repository: str, reference: str, manifest: "Ma
 @hookspec
 def cargohold_registry_event(event: "Event") -> None:
     """Called after a blob or manifest was pushed, pulled, mounted or deleted,
-    once the change is committed.  Must return quickly: enqueue, don't
-    deliver.  Exceptions are logged and never fail the request."""
+    once the change is committed.  ``event`` is a
+    :class:`cargohold.events.Event`: flat fields (``action``,
+    ``repository``, ``digest``, ...), the reference's records as
+    ``event.target`` etc., the JSON object as ``event.to_dict()``.  Runs on
+    the request path of every pull: must return quickly (enqueue, don't
+    deliver).  Exceptions are logged and never fail the request."""
 
 
 # -- reporting ---------------------------------------------------------------

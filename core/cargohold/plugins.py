@@ -103,8 +103,7 @@ def call_each(pm: pluggy.PluginManager, hook_name: str, **kwargs) -> list:
     results = []
     for impl in reversed(getattr(pm.hook, hook_name).get_hookimpls()):  # LIFO, as pluggy calls
         try:
-            args = {k: kwargs[k] for k in impl.argnames}
-            res = impl.function(**args)
+            res = impl.function(*[kwargs[k] for k in impl.argnames])
         except Exception:
             log.exception("plugin %r failed in %s", impl.plugin_name, hook_name)
             continue

@@ -64,7 +64,7 @@ def emit(action: str, repository: str, digest: str | None = None, media_type: st
     if url is None and digest and action != DELETE:
         kind = "manifests" if media_type in MANIFEST_TYPES else "blobs"
         url = f"{environ.get('wsgi.url_scheme', 'http')}://{host}/v2/{repository}/{kind}/{digest}"
-    grant = getattr(g, "grant", None)
+    grant = g.get("grant")
     event = Event(
         action, repository, digest, media_type, size, tag, url, from_repository,
         request_id=assign_request_id(environ), addr=environ.get("REMOTE_ADDR") or "", host=host,
