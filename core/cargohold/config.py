@@ -569,6 +569,33 @@ def check_section(value: Any, schema: Mapping, path: str = "") -> dict:
     return result
 
 
+def check_driver_params(params: Mapping | None, schema: Mapping, section: str) -> dict:
+    """A storage driver's parameters checked against its ``schema`` under
+    ``section`` (``storage.<driver>``), as :func:`validate` checks a config
+    file: they may be raw (strings from a test, ``"10MiB"``) or already
+    coerced by the config loader.  Returns the coerced values; raises
+    ``ValueError`` with the first problem, which starts with the dotted key at
+    fault (``storage.s3.maxthreads: unknown key``), the form a driver's own
+    checks use too."""
+    try:
+        return check_section(params or {}, schema, section)
+    except ConfigError as exc:
+        problem = exc.problems[0]
+    unknown = re.match(r"unknown key '([^']*)'(.*)", problem)
+    if unknown:
+        problem = f"{unknown.group(1)}: unknown key{unknown.group(2)}"
+    raise ValueError(problem)
+
+
+def text_setting(values: Mapping, name: str) -> str | None:
+    """The string setting ``name`` of checked ``values``, stripped; ``None``
+    when unset or blank."""
+    value = values.get(name)
+    if value is None:
+        return None
+    return value.strip() or None
+
+
 def _schema_tree(schemas: Mapping[str, Mapping]) -> dict:
     tree = copy.deepcopy(CORE_SCHEMA)
     for dotted, schema in schemas.items():

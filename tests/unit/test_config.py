@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from cargohold.config import (
-    DEFAULTS, ConfigError, Duration, OneOf, Size, auth_provider, disabled_plugins, mask_secrets,
-    parse_addr, read_config, storage_driver, validate,
+    DEFAULTS, ConfigError, Duration, OneOf, Size, auth_provider, check_driver_params, disabled_plugins,
+    mask_secrets, parse_addr, read_config, storage_driver, text_setting, validate,
 )
 
 
@@ -344,3 +344,20 @@ def test_disabled_plugins_from_raw_config():
     assert disabled_plugins(read_config(None, {"CARGOHOLD_PLUGINS_DISABLED": "a,b"})) == ["a", "b"]
     with pytest.raises(ConfigError, match="plugins.disabled: expected a list"):
         disabled_plugins({"plugins": {"disabled": 3}})
+
+
+def test_driver_params_are_coerced_and_problems_start_with_the_key():
+    schema = {"bucket": str, "chunksize": Size, "tls": {"verify": bool}}
+    values = check_driver_params({"bucket": " b ", "chunksize": "5MiB", "tls": {"verify": "false"}},
+                                 schema, "storage.x")
+    assert values == {"bucket": " b ", "chunksize": 5 << 20, "tls": {"verify": False}}
+    assert text_setting(values, "bucket") == "b" and text_setting({"bucket": "  "}, "bucket") is None
+    assert check_driver_params(None, schema, "storage.x") == {}
+    for params, problem in [
+        ({"chunksize": "lots"}, "storage.x.chunksize: expected a size"),
+        ({"bukket": "b"}, "storage.x.bukket: unknown key (did you mean 'storage.x.bucket'?)"),
+        ({"tls": {"verfy": True}}, "storage.x.tls.verfy: unknown key"),
+    ]:
+        with pytest.raises(ValueError) as info:
+            check_driver_params(params, schema, "storage.x")
+        assert str(info.value).startswith(problem), str(info.value)

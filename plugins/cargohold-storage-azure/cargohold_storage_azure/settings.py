@@ -15,7 +15,7 @@ import re
 from typing import Any
 from urllib.parse import urlsplit
 
-from cargohold.config import Duration, OneOf, Size
+from cargohold.config import Duration, OneOf, Size, check_driver_params, text_setting as _text
 
 SECTION = "storage.azure"
 
@@ -93,73 +93,31 @@ def _key(name: str) -> str:
     return f"{SECTION}.{name}"
 
 
-def _text(params: dict, name: str) -> str | None:
-    """A string setting, stripped; ``None`` when unset or empty."""
-    value = params.get(name)
-    if value is None:
-        return None
-    if not isinstance(value, str):
-        raise ValueError(f"{_key(name)}: expected a string, got {type(value).__name__}")
-    return value.strip() or None
-
-
-def _coerced(params: dict, name: str, kind, default):
-    value = params.get(name)
-    if value is None or value == "":
-        return default
-    try:
-        return kind.coerce(value) if hasattr(kind, "coerce") else _int(value)
-    except ValueError as exc:
-        raise ValueError(f"{_key(name)}: {exc}, got {value!r}") from None
-
-
-def _int(value: Any) -> int:
-    if isinstance(value, bool):
-        raise ValueError("expected an integer")
-    try:
-        return int(value)
-    except (TypeError, ValueError):
-        raise ValueError("expected an integer") from None
-
-
-def _check_unknown(params: dict) -> None:
-    unknown = sorted(set(params) - set(SCHEMA))
-    if unknown:
-        raise ValueError(f"{_key(unknown[0])}: unknown setting")
-    credentials = params.get("credentials")
-    if credentials is not None:
-        if not isinstance(credentials, dict):
-            raise ValueError(f"{_key('credentials')}: expected a section (type, clientid, tenantid, secret)")
-        unknown = sorted(set(credentials) - set(SCHEMA["credentials"]))
-        if unknown:
-            raise ValueError(f"{_key('credentials.' + unknown[0])}: unknown setting")
+def _or_default(values: dict, name: str):
+    value = values.get(name)
+    return getattr(AzureSettings, name) if value is None else value
 
 
 def parse_settings(params: dict) -> AzureSettings:
     """Validate the ``storage.azure`` section (already type-checked by the
     core when it comes from a config file, raw when a test passes a dict)
     into :class:`AzureSettings`.  Raises ``ValueError`` naming the key."""
-    _check_unknown(params)
-    container = _text(params, "container")
+    values = check_driver_params(params, SCHEMA, SECTION)
+    container = _text(values, "container")
     if container is None:
         raise ValueError(f"{_key('container')}: required, the blob container to keep the registry's data in")
     if not _CONTAINER.fullmatch(container):
         raise ValueError(f"{_key('container')}: {container!r} is not a valid container name "
                          "(3-63 lower-case letters, digits and single hyphens)")
 
-    accountname = _text(params, "accountname")
-    accountkey = _text(params, "accountkey")
-    connectionstring = _text(params, "connectionstring")
-    sastoken = _text(params, "sastoken")
-    realm = _text(params, "realm")
-    serviceurl = _text(params, "serviceurl")
-    credentials = params.get("credentials") or {}
+    accountname = _text(values, "accountname")
+    accountkey = _text(values, "accountkey")
+    connectionstring = _text(values, "connectionstring")
+    sastoken = _text(values, "sastoken")
+    realm = _text(values, "realm")
+    serviceurl = _text(values, "serviceurl")
+    credentials = values.get("credentials") or {}
     credential_type = _text(credentials, "type")
-    if credential_type is not None:
-        try:
-            credential_type = OneOf(*CREDENTIAL_TYPES).coerce(credential_type)
-        except ValueError as exc:
-            raise ValueError(f"{_key('credentials.type')}: {exc}, got {credential_type!r}") from None
     if credential_type == "shared_key":
         credential_type = None  # the top-level accountname/accountkey
 
@@ -221,22 +179,22 @@ def parse_settings(params: dict) -> AzureSettings:
             raise ValueError(f"{_key('accountname')}: required to locate the account "
                              f"(or set {_key('serviceurl')})")
 
-    rootdirectory = (_text(params, "rootdirectory") or "").strip("/")
+    rootdirectory = (_text(values, "rootdirectory") or "").strip("/")
     if rootdirectory and ("~" in rootdirectory or "//" in rootdirectory):
         raise ValueError(f"{_key('rootdirectory')}: {rootdirectory!r} may not contain '~' or empty components")
 
-    blocksize = _coerced(params, "blocksize", Size, AzureSettings.blocksize)
+    blocksize = _or_default(values, "blocksize")
     if not MIN_BLOCK_SIZE <= blocksize <= MAX_BLOCK_SIZE:
         raise ValueError(f"{_key('blocksize')}: must be between 1MiB and 4000MiB, got {blocksize}")
-    redirectexpiry = _coerced(params, "redirectexpiry", Duration, AzureSettings.redirectexpiry)
+    redirectexpiry = _or_default(values, "redirectexpiry")
     if redirectexpiry < 1:
         raise ValueError(f"{_key('redirectexpiry')}: must be at least 1s, got {params.get('redirectexpiry')!r}")
-    maxretries = _coerced(params, "maxretries", None, AzureSettings.maxretries)
+    maxretries = _or_default(values, "maxretries")
     if not 0 <= maxretries <= 20:
         raise ValueError(f"{_key('maxretries')}: must be between 0 and 20, got {maxretries}")
     timeouts = {}
     for name in ("connecttimeout", "readtimeout"):
-        timeouts[name] = _coerced(params, name, Duration, getattr(AzureSettings, name))
+        timeouts[name] = _or_default(values, name)
         if timeouts[name] <= 0:
             raise ValueError(f"{_key(name)}: must be positive, got {params.get(name)!r}")
 
@@ -255,7 +213,7 @@ def parse_settings(params: dict) -> AzureSettings:
         redirectexpiry=redirectexpiry,
         blocksize=blocksize,
         maxretries=maxretries,
-        retrydelay=_coerced(params, "retrydelay", Duration, AzureSettings.retrydelay),
+        retrydelay=_or_default(values, "retrydelay"),
         **timeouts,
     )
 

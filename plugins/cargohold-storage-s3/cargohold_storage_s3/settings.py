@@ -14,7 +14,7 @@ import re
 from typing import Any
 from urllib.parse import urlsplit
 
-from cargohold.config import ConfigError, Duration, Size, check_section
+from cargohold.config import Duration, Size, check_driver_params, text_setting as _text
 
 SECTION = "storage.s3"
 
@@ -103,13 +103,6 @@ def _key(name: str) -> str:
     return f"{SECTION}.{name}"
 
 
-def _text(values: dict, name: str) -> str | None:
-    value = values.get(name)
-    if value is None:
-        return None
-    return value.strip() or None
-
-
 def _bounded(values: dict, name: str, default, low, high, unit: str = ""):
     value = values.get(name)
     if value is None:
@@ -123,10 +116,7 @@ def parse_settings(params: dict) -> S3Settings:
     """Validate the ``storage.s3`` section into :class:`S3Settings`.  Values
     may be raw (strings from the environment, ``10MiB``) or already coerced
     by the core.  Raises ``ValueError`` naming the first key at fault."""
-    try:
-        values = check_section(params or {}, SCHEMA, SECTION)
-    except ConfigError as exc:
-        raise ValueError(exc.problems[0]) from None
+    values = check_driver_params(params, SCHEMA, SECTION)
 
     bucket = _text(values, "bucket")
     if bucket is None:
