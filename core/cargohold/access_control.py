@@ -35,18 +35,27 @@ still shows only repositories they may pull.  Its ``actions`` default to
 
 Errors in the file raise ``ValueError`` naming the file and the offending
 rule and key, e.g. ``access.yml: rules[2].actions: unknown action 'pul'``.
+
+:class:`WatchedAccessRules` re-reads the file when it changes, so rules
+take effect without a restart.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import logging
 import re
-from typing import TYPE_CHECKING, Any
+import time
+from typing import TYPE_CHECKING, Any, Callable
 
 import yaml
 
+from cargohold.filestamp import file_stamp
+
 if TYPE_CHECKING:
     from cargohold.auth import Access
+
+log = logging.getLogger("cargohold.auth")
 
 ANONYMOUS = "anonymous"
 ANY_USER = "*"
@@ -170,8 +179,67 @@ class AccessRules:
         """Whether any rule grants anything to anonymous callers."""
         return any(rule.anonymous for rule in self._rules)
 
+    def __len__(self) -> int:
+        return len(self._rules)
+
     def __repr__(self) -> str:
         return f"AccessRules({self.origin!r}, {len(self._rules)} rules)"
+
+
+class WatchedAccessRules:
+    """The rules of a file, re-read when it changes: checked (one ``stat``)
+    at most every ``interval`` seconds, when a decision is asked for.  Same
+    decisions as :class:`AccessRules`.
+
+    The file must load at construction (``ValueError`` otherwise).  A
+    changed file that does not load denies everything, logged as an error,
+    until it is fixed: a half-edited rules file must not leave grants in
+    place that the edit meant to remove."""
+
+    def __init__(self, path: str, interval: float = 1.0, clock: Callable[[], float] = time.monotonic):
+        self.path = path
+        self.interval = interval
+        self._clock = clock
+        self._stamp = file_stamp(path)
+        self._rules = AccessRules.load(path)
+        self._checked = clock()
+
+    def current(self) -> AccessRules:
+        """The rules in force, after re-reading the file if it changed."""
+        now = self._clock()
+        if now - self._checked >= self.interval:
+            self._checked = now
+            stamp = file_stamp(self.path)
+            if stamp != self._stamp:
+                self._stamp = stamp
+                try:
+                    self._rules = AccessRules.load(self.path)
+                except ValueError as e:
+                    log.error("access rules reload failed, denying everything until fixed: %s", e)
+                    self._rules = AccessRules([], origin=f"{self.path} (unreadable: denying everything)")
+                else:
+                    log.info("access rules reloaded from %s: %d rules", self.path, len(self._rules))
+        return self._rules
+
+    def granted(self, user: str | None, access: "Access") -> tuple[str, ...]:
+        return self.current().granted(user, access)
+
+    def may_pull(self, user: str | None, repository: str) -> bool:
+        return self.current().may_pull(user, repository)
+
+    def allows_anonymous(self) -> bool:
+        return self.current().allows_anonymous()
+
+    def __repr__(self) -> str:
+        return f"WatchedAccessRules({self.path!r})"
+
+
+def access_rules(path: str | None) -> "AccessRules | WatchedAccessRules":
+    """What a provider configured with rules file ``path`` decides with: the
+    file's rules, re-read when it changes, or with no file every
+    authenticated user may do everything.  ``ValueError`` as
+    :meth:`AccessRules.load`."""
+    return WatchedAccessRules(path) if path else AccessRules.allow_all_authenticated()
 
 
 # -- parsing -------------------------------------------------------------------

@@ -29,7 +29,6 @@ import binascii
 import hashlib
 import hmac
 import logging
-import os
 import re
 import secrets
 import threading
@@ -37,6 +36,7 @@ import time
 from typing import Callable
 
 from cargohold.blocking import offload
+from cargohold.filestamp import file_stamp
 from cargohold.lru import LRU
 
 log = logging.getLogger("cargohold.auth")
@@ -169,13 +169,9 @@ class HtpasswdFile:
 
     # -- the file ------------------------------------------------------------------
 
-    def _stat(self) -> tuple:
-        st = os.stat(self.path)
-        return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
-
     def _read(self) -> tuple[tuple, dict[str, str]]:
         try:
-            stamp = self._stat()
+            stamp = file_stamp(self.path)
             with open(self.path, encoding="utf-8") as f:
                 text = f.read()
         except OSError as e:
@@ -187,10 +183,7 @@ class HtpasswdFile:
     def refresh(self) -> bool:
         """Reload the file if it changed since it was read; returns whether
         it did.  A failed reload denies everyone until the file is fixed."""
-        try:
-            stamp = self._stat()
-        except OSError:
-            stamp = None
+        stamp = file_stamp(self.path)
         if stamp == self._stamp:
             return False
         try:

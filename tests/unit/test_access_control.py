@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from cargohold.access_control import AccessRules, glob_to_regex
+from cargohold.access_control import AccessRules, WatchedAccessRules, glob_to_regex
 from cargohold.auth import Access
 
 EXAMPLE = """
@@ -194,3 +194,44 @@ def test_empty_file_grants_nothing(tmp_path):
     path = tmp_path / "empty.yml"
     path.write_text("")
     assert AccessRules.load(str(path)).granted("alice", repo("a", "pull")) == ()
+
+
+class FakeClock:
+    def __init__(self):
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_watched_rules_follow_the_file_and_fail_closed_while_it_is_broken(tmp_path, caplog):
+    path = tmp_path / "access.yml"
+    path.write_text(EXAMPLE)
+    clock = FakeClock()
+    rules = WatchedAccessRules(str(path), interval=1.0, clock=clock)
+    push = Access("repository", "carol/app", ("pull", "push"))
+    assert rules.granted("carol", push) == ("pull", "push")
+
+    # carol loses push: seen once the interval has passed, not before
+    path.write_text(EXAMPLE.replace("actions: [pull, push, delete]", "actions: [pull]"))
+    clock.now = 0.5
+    assert rules.granted("carol", push) == ("pull", "push")
+    clock.now = 1.0
+    assert rules.granted("carol", push) == ("pull",)
+    assert rules.may_pull(None, "public/app")
+
+    # a half-edited file grants nothing, not the previous rules
+    path.write_text("rules:\n  - repositories: [x]\n    users: [carol]\n    actions: [pul]\n")
+    clock.now = 2.0
+    assert rules.granted("carol", push) == () and not rules.may_pull(None, "public/app")
+    assert not rules.allows_anonymous()
+    assert "access rules reload failed" in caplog.text and "unknown action 'pul'" in caplog.text
+
+    path.write_text(EXAMPLE)  # fixed
+    clock.now = 3.0
+    assert rules.granted("carol", push) == ("pull", "push") and rules.allows_anonymous()
+
+
+def test_watched_rules_must_load_at_start(tmp_path):
+    with pytest.raises(ValueError, match="cannot read access rules"):
+        WatchedAccessRules(str(tmp_path / "missing.yml"))

@@ -4,12 +4,12 @@ change."""
 from __future__ import annotations
 
 import logging
-import os
 import ssl
 import time
 from typing import Any, Callable, Mapping
 
 from cargohold.config import ConfigError
+from cargohold.filestamp import file_stamp
 
 log = logging.getLogger("cargohold.server")
 
@@ -71,14 +71,7 @@ class ReloadingContext:
         self._checked = clock()
 
     def _stat(self) -> list:
-        stamps = []
-        for path in self.paths:
-            try:
-                st = os.stat(path)
-                stamps.append((st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns))
-            except OSError:
-                stamps.append(None)
-        return stamps
+        return [file_stamp(path) for path in self.paths]
 
     def refresh(self) -> bool:
         """Reload if a file changed since the last load; returns whether a

@@ -17,7 +17,7 @@ cache, and :mod:`cargohold.access_control` for the rules file.
 from __future__ import annotations
 
 from cargohold import hookimpl
-from cargohold.access_control import AccessRules
+from cargohold.access_control import access_rules
 from cargohold.config import Duration
 from cargohold.htpasswd import HtpasswdFile
 from cargohold_auth_htpasswd.provider import HtpasswdProvider
@@ -46,7 +46,7 @@ def create_provider(params: dict) -> HtpasswdProvider:
         raise ValueError(f"{_SECTION}.path: {e}") from None
     rules_path = params.get("access")
     try:
-        rules = AccessRules.load(rules_path) if rules_path else AccessRules.allow_all_authenticated()
+        rules = access_rules(rules_path)
     except ValueError as e:
         raise ValueError(f"{_SECTION}.access: {e}") from None
     return HtpasswdProvider(htpasswd, rules, params.get("realm") or DEFAULT_REALM)

@@ -8,6 +8,7 @@ import base64
 import hashlib
 import logging
 import os
+import time
 
 import bcrypt
 import pytest
@@ -172,6 +173,15 @@ def test_grants_accumulate(client):
     assert client.get(f"/v2/team/app/blobs/{digest(data)}", headers=BOB).data == data
     assert client.delete(f"/v2/team/app/blobs/{digest(data)}", headers=CI).status_code == 403
     assert client.delete(f"/v2/team/app/blobs/{digest(data)}", headers=ALICE).status_code == 202
+
+
+def test_changed_rules_apply_without_a_restart(client, files):
+    assert push(client, "other/app", b"by bob", BOB).status_code == 403
+    with open(files["access"], "a") as f:
+        f.write('  - repositories: ["other/*"]\n    users: [bob]\n    actions: [pull, push]\n')
+    time.sleep(1.1)  # the file is looked at once a second at most
+    assert push(client, "other/app", b"by bob", BOB).status_code == 201
+    assert client.get(f"/v2/other/app/blobs/{digest(b'by bob')}", headers=BOB).status_code == 200
 
 
 def test_mount_needs_pull_on_source(client):

@@ -13,7 +13,7 @@
 from __future__ import annotations
 
 from cargohold import hookimpl
-from cargohold.access_control import AccessRules
+from cargohold.access_control import access_rules
 from cargohold.config import Duration
 from cargohold.htpasswd import HtpasswdFile
 
@@ -122,7 +122,7 @@ def build_token_server(section: dict, auth: dict) -> TokenServer:
     except ValueError as e:
         raise ValueError(f"tokenserver.{e}") from None
     try:
-        rules = AccessRules.load(section["rules"]) if section.get("rules") else AccessRules.allow_all_authenticated()
+        rules = access_rules(section.get("rules"))
     except ValueError as e:
         raise ValueError(f"tokenserver.rules: {e}") from None
     try:
