@@ -30,8 +30,9 @@ Grants accumulate: a caller may do the union of what every rule matching
 the caller and the repository allows; nothing else is allowed.
 
 A ``registry: catalog`` rule lets its users list the catalog; the catalog
-still shows only repositories they may pull.  Its ``actions`` default to
-``["*"]``.
+still shows only repositories they may pull.  A ``registry: metrics`` rule
+lets its users scrape ``/metrics`` on the main address.  Their ``actions``
+default to ``["*"]``, the only one.
 
 Errors in the file raise ``ValueError`` naming the file and the offending
 rule and key, e.g. ``access.yml: rules[2].actions: unknown action 'pul'``.
@@ -64,7 +65,7 @@ ACTIONS = ("pull", "push", "delete")
 ALL = "*"
 
 _RULE_KEYS = {"repositories", "registry", "users", "actions"}
-_REGISTRY_NAMES = ("catalog",)
+_REGISTRY_NAMES = ("catalog", "metrics")
 
 
 def glob_to_regex(pattern: str) -> re.Pattern:
@@ -277,20 +278,20 @@ def _parse_rule(raw: Any, groups: dict[str, frozenset[str]], where: str) -> _Rul
     if unknown:
         raise ValueError(f"{where}.{unknown[0]}: unknown key (expected one of {', '.join(sorted(_RULE_KEYS))})")
     if ("repositories" in raw) == ("registry" in raw):
-        raise ValueError(f"{where}: give exactly one of 'repositories' (globs) or 'registry' (catalog)")
+        raise ValueError(f"{where}: give exactly one of 'repositories' (globs) or 'registry' (catalog, metrics)")
 
     if "registry" in raw:
         resource = "registry"
         names = _str_list(raw["registry"], f"{where}.registry", "registry resources")
         for n in names:
             if n not in _REGISTRY_NAMES:
-                raise ValueError(f"{where}.registry: unknown registry resource {n!r} (expected 'catalog')")
+                raise ValueError(f"{where}.registry: unknown registry resource {n!r} (expected 'catalog' or 'metrics')")
         patterns = tuple(re.compile(re.escape(n) + r"\Z") for n in names)
         actions = frozenset([ALL])
         if "actions" in raw:
             actions = frozenset(_str_list(raw["actions"], f"{where}.actions", "actions"))
             if actions != {ALL}:
-                raise ValueError(f"{where}.actions: the catalog has only the action '*'")
+                raise ValueError(f"{where}.actions: registry resources have only the action '*'")
     else:
         resource = "repository"
         globs = _str_list(raw["repositories"], f"{where}.repositories", "repository globs")

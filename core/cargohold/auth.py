@@ -22,8 +22,8 @@ log = logging.getLogger(__name__)
 class Access:
     """One resource and the actions wanted on it.  ``type`` is
     ``"repository"`` (``name`` a repository name; actions among ``pull``,
-    ``push``, ``delete``) or ``"registry"`` (``name`` ``"catalog"``, action
-    ``"*"``), as in the Docker token scope grammar."""
+    ``push``, ``delete``) or ``"registry"`` (``name`` ``"catalog"`` or
+    ``"metrics"``, action ``"*"``), as in the Docker token scope grammar."""
 
     type: str
     name: str

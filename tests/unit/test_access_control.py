@@ -167,7 +167,7 @@ def test_allows_anonymous(rules):
     ({"rules": [{"repositories": ["a"], "users": ["group:nope"], "actions": ["pull"]}]}, "rules[0].users: unknown group 'nope'"),
     ({"rules": [{"repositories": ["a"], "users": ["*"], "actions": ["pull"], "extra": 1}]}, "rules[0].extra: unknown key"),
     ({"rules": [{"registry": "tags", "users": ["*"]}]}, "rules[0].registry: unknown registry resource 'tags'"),
-    ({"rules": [{"registry": "catalog", "users": ["*"], "actions": ["pull"]}]}, "rules[0].actions: the catalog has only"),
+    ({"rules": [{"registry": "catalog", "users": ["*"], "actions": ["pull"]}]}, "rules[0].actions: registry resources have only"),
 ])
 def test_invalid_rules_name_the_key(data, message):
     with pytest.raises(ValueError) as info:

@@ -217,6 +217,18 @@ def test_catalog_needs_a_catalog_rule(tmp_path, make_client, files):
     assert client.get("/v2/_catalog", headers=BOB).status_code == 403
 
 
+def test_metrics_are_scraped_by_users_of_a_metrics_rule(tmp_path, make_client, files):
+    rules = tmp_path / "ops.yml"
+    rules.write_text("rules:\n  - registry: metrics\n    users: [alice]\n"
+                     "  - repositories: ['**']\n    users: ['*']\n    actions: ['*']\n")
+    client, _ = make_client(path=files["path"], access=str(rules))
+    resp = client.get("/metrics", headers=ALICE)
+    assert resp.status_code == 200 and b"# TYPE" in resp.data
+    assert client.get("/metrics", headers=BOB).status_code == 403
+    assert_challenged(client.get("/metrics"))
+    assert client.get("/v2/_catalog", headers=ALICE).status_code == 403  # metrics only
+
+
 # -- bcrypt cache and reload -----------------------------------------------------------
 
 

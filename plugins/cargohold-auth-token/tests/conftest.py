@@ -22,6 +22,7 @@ RULES = {
         {"repositories": ["**"], "users": ["group:admins"], "actions": ["*"]},
         {"repositories": ["bob/**"], "users": ["bob"], "actions": ["pull", "push"]},
         {"registry": "catalog", "users": ["*"]},
+        {"registry": "metrics", "users": ["group:admins"]},
     ],
 }
 

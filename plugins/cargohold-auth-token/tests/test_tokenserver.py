@@ -195,6 +195,14 @@ def test_catalog_follows_the_rules(served, users):
     assert served.get("/v2/_catalog", headers=bearer(anon)).status_code == 401
 
 
+def test_metrics_follow_a_metrics_rule(served, users):
+    scraped = {}
+    for user in ("alice", "bob"):
+        token = get_token(served, "registry:metrics:*", headers=basic(user, users[user])).get_json()["token"]
+        scraped[user] = served.get("/metrics", headers=bearer(token)).status_code
+    assert scraped == {"alice": 200, "bob": 401}  # bob's token holds nothing: insufficient scope
+
+
 def test_expired_issued_token_is_refused(make_app, token_server_config, users):
     app = make_app(token_server_config)
     client = app.test_client()
