@@ -104,6 +104,26 @@ def test_dead_letter_after_maxattempts_then_the_next_batch(tmp_path):
     assert queue.pending() == []
 
 
+def test_maxattempts_counts_across_restarts(tmp_path):
+    directory = str(tmp_path / "ep")
+    queue = DurableQueue(directory)
+    queue.put([event(1)])
+    queue.put([event(2)])
+    settings = {"maxattempts": 3, "backoff": "1s", "maxbackoff": "1s"}
+    sink = FlakySink(failures=100)
+    first = Delivery(endpoint(**settings), sink, queue)
+    first.step()
+    first.step()
+    assert sink.attempts == 2 and not list((tmp_path / "ep" / "deadletter").iterdir())
+    # the registry restarts: a new process, queue and delivery
+    restarted = Delivery(endpoint(**settings), sink, DurableQueue(directory))
+    restarted.step()
+    [dead] = (tmp_path / "ep" / "deadletter").iterdir()
+    assert '"attempts": 3' in dead.read_text() and sink.attempts == 3
+    restarted.step()  # the next batch starts its own count
+    assert restarted.attempts == 1 and len(list((tmp_path / "ep" / "deadletter").iterdir())) == 1
+
+
 def test_without_maxattempts_nothing_is_given_up(tmp_path):
     queue = DurableQueue(str(tmp_path / "ep"))
     queue.put([event(1)])

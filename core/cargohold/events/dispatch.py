@@ -59,7 +59,8 @@ class Delivery:
     def __init__(self, endpoint: Endpoint, sink: Any, queue: DurableQueue, metrics: Any = None):
         self.endpoint, self.sink, self.queue, self.metrics = endpoint, sink, queue, metrics
         self.failures = 0  # consecutive failed attempts, whatever the batch
-        self.attempts = 0  # failed attempts at the current oldest batch
+        self.attempts = 0  # failed attempts at the current oldest batch, across restarts
+        self._head: Batch | None = None  # the batch self.attempts counts
         self._batches: collections.deque[Batch] = collections.deque()
 
     def step(self) -> float | None:
@@ -73,6 +74,9 @@ class Delivery:
             if not self._batches:
                 return None
         batch = self._batches[0]
+        if batch is not self._head:  # a new oldest batch: resume its count
+            self._head = batch
+            self.attempts = self.queue.failed_attempts(batch) if self.endpoint.maxattempts else 0
         if batch.events:  # (an unreadable record, set aside, has none)
             try:
                 self.sink.send(batch.events)
@@ -99,6 +103,8 @@ class Delivery:
         else:
             log.info("notification endpoint %r: attempt failed (%s); retrying in %.1fs",
                      self.endpoint.name, reason, delay)
+        if self.endpoint.maxattempts:
+            self.queue.record_failed_attempts(batch, self.attempts)
         if self.endpoint.maxattempts and self.attempts >= self.endpoint.maxattempts:
             path = offload(self.queue.dead_letter, batch, self.attempts, reason)  # it fsyncs
             log.error("notification endpoint %r: gave up on %d event(s) after %d attempts (%s); kept in %s",

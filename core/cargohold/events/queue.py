@@ -6,6 +6,7 @@ Layout under the endpoint's directory::
                                [<enqueue time, ns>, <event record>, ...]
                                (each event as :meth:`Event.to_record`)
     cursor/<segment>           how far that segment was delivered (bytes)
+    attempts                   failed attempts at the oldest batch: <batch> <n>
     deliver.lock               flock()ed by the one process delivering
     deadletter/<batch>.json    batches given up on, with the last error
     corrupt/<batch>            records that could not be read, set aside
@@ -320,6 +321,26 @@ class DurableQueue:
     def ack(self, batch: Batch) -> None:
         """Mark ``batch`` delivered.  Batches of one segment are acked in order."""
         self._set_cursor(batch.segment, batch.end)
+
+    def failed_attempts(self, batch: Batch) -> int:
+        """How many attempts at ``batch`` failed so far, as last recorded by
+        :meth:`record_failed_attempts` (in this process or before a restart)."""
+        try:
+            with open(os.path.join(self.directory, "attempts"), encoding="ascii") as f:
+                name, count = f.read().split()
+            return int(count) if name == batch.name else 0
+        except (FileNotFoundError, ValueError, UnicodeDecodeError):
+            return 0
+
+    def record_failed_attempts(self, batch: Batch, count: int) -> None:
+        """Remember that ``count`` attempts at ``batch`` failed, so that a
+        restart does not start ``maxattempts`` over.  Not fsynced: losing it
+        only means counting again."""
+        path = os.path.join(self.directory, "attempts")
+        tmp = os.path.join(self.directory, _TMP + "attempts")
+        with open(tmp, "w", encoding="ascii") as f:
+            f.write(f"{batch.name} {count}\n")
+        os.replace(tmp, path)
 
     def dead_letter(self, batch: Batch, attempts: int, error: str) -> str:
         """Write ``batch`` to ``deadletter/`` with why it was given up on (and
