@@ -14,6 +14,16 @@ import urllib.error
 import urllib.request
 
 
+def log_tail(path: str, limit: int = 8000) -> str:
+    """The last ``limit`` characters of a process's log file (for failure
+    messages); empty when it cannot be read."""
+    try:
+        with open(path, "rb") as f:
+            return f.read().decode(errors="replace")[-limit:]
+    except OSError:
+        return ""
+
+
 def free_port() -> int:
     """A TCP port on 127.0.0.1 that was free a moment ago."""
     with socket.socket() as s:
@@ -92,11 +102,7 @@ class LiveRegistry:
         return ssl.create_default_context(cafile=self.tls_ca) if self.tls_ca else None
 
     def log(self) -> str:
-        try:
-            with open(self.log_path, "rb") as f:
-                return f.read().decode(errors="replace")[-8000:]
-        except OSError:
-            return ""
+        return log_tail(self.log_path)
 
     def kill(self) -> None:
         """SIGKILL the server and its workers (crash simulation)."""

@@ -21,7 +21,7 @@ from typing import Callable, Sequence
 
 import pytest
 
-from cargohold.testing.server import free_port
+from cargohold.testing.server import free_port, log_tail
 
 
 def find_tool(name: str, env_var: str, candidates: Sequence[str] = (), install_hint: str = "") -> str:
@@ -67,11 +67,7 @@ class ServiceProcess:
         return f"{self.host}:{self.port}"
 
     def log(self) -> str:
-        try:
-            with open(self.log_path, "rb") as f:
-                return f.read().decode(errors="replace")[-8000:]
-        except OSError:
-            return ""
+        return log_tail(self.log_path)
 
     def _accepts(self) -> bool:
         try:
