@@ -1,9 +1,11 @@
-"""Pushing content through a Flask test client, and reading error bodies."""
+"""Pushing content through a Flask test client, reading error bodies, and recording events."""
 
 from __future__ import annotations
 
 import hashlib
 import json
+
+from cargohold import hookimpl
 
 OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
 OCI_INDEX = "application/vnd.oci.image.index.v1+json"
@@ -61,3 +63,14 @@ def push_image(client, name: str, tag: str | None = "latest", layer: bytes = b"l
     assert resp.status_code == 201, resp.data
     assert resp.headers["Docker-Content-Digest"] == digest
     return digest, raw
+
+
+class EventLog:
+    """A plugin recording every registry event it is handed."""
+
+    def __init__(self):
+        self.events = []
+
+    @hookimpl
+    def cargohold_registry_event(self, event):
+        self.events.append(event)

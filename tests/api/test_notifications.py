@@ -13,16 +13,7 @@ from cargohold.config import ConfigError
 from cargohold.events.queue import DurableQueue
 
 from .conftest import BASE_CONFIG
-from .helpers import push_blob, push_image
-
-
-class EventLog:
-    def __init__(self):
-        self.events = []
-
-    @hookimpl
-    def cargohold_registry_event(self, event):
-        self.events.append(event)
+from .helpers import EventLog, push_blob, push_image
 
 
 class RecordingSink:

@@ -19,6 +19,7 @@ from cargohold.storage.inmemory import InMemoryDriver
 
 from .conftest import BASE_CONFIG
 from .helpers import (
+    EventLog,
     OCI_INDEX,
     OCI_MANIFEST,
     digest_of,
@@ -42,15 +43,6 @@ class DenyPushes:
     def cargohold_before_manifest_put(self, repository, reference, manifest):
         self.seen.append((repository, reference, manifest.digest, manifest.media_type))
         raise Denied("pushes are frozen", detail={"reference": reference})
-
-
-class EventLog:
-    def __init__(self):
-        self.events = []
-
-    @hookimpl
-    def cargohold_registry_event(self, event):
-        self.events.append(event)
 
 
 def test_policy_denial_rejects_push_and_stores_nothing(client, state):
