@@ -12,6 +12,7 @@ from cargohold.plugins import (
     StartupError,
     build_plugin_manager,
     call_each,
+    call_each_with,
     collect_named,
     describe_plugins,
 )
@@ -99,6 +100,34 @@ def test_call_each_passes_only_the_arguments_an_impl_takes(pm):
     pm.register(Fewer(), name="fewer")
     call_each(pm, "cargohold_request_finished", request_info={}, status=204, duration=0.1)
     assert seen == [204]
+
+
+def test_call_each_with_isolates_failures_and_allows_fewer_arguments(pm, caplog):
+    calls = []
+
+    class Takes:
+        @hookimpl
+        def cargohold_registry_event(self, event):
+            calls.append(("takes", event))
+
+    class Fails:
+        @hookimpl
+        def cargohold_registry_event(self, event):
+            calls.append(("fails", event))
+            raise RuntimeError("boom")
+
+    class TakesNothing:
+        @hookimpl
+        def cargohold_registry_event(self):
+            calls.append(("nothing", None))
+
+    pm.register(Takes(), name="takes")
+    pm.register(Fails(), name="fails")
+    pm.register(TakesNothing(), name="nothing")
+    impls = pm.hook.cargohold_registry_event.get_hookimpls()
+    call_each_with(impls, "cargohold_registry_event", "ev")
+    assert calls == [("nothing", None), ("fails", "ev"), ("takes", "ev")]  # LIFO, as pluggy calls
+    assert "'fails' failed in cargohold_registry_event" in caplog.text
 
 
 def test_describe_plugins_lists_builtins(pm):

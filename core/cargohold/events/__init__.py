@@ -18,15 +18,16 @@ from __future__ import annotations
 import functools
 import socket
 import uuid
+from time import time_ns
 
 from flask import current_app, g, request
 
 from cargohold.events.model import (
     ACTIONS, BLOB_MEDIA_TYPE, DELETE, ENVELOPE_MEDIA_TYPE, ENVELOPE_MEDIA_TYPE_V1, ENVELOPE_MEDIA_TYPES, MOUNT,
-    PULL, PUSH, Event, envelope,
+    PULL, PUSH, Event, envelope, fields_to_event, new_event_id,
 )
 from cargohold.manifests import MANIFEST_TYPES
-from cargohold.plugins import call_each
+from cargohold.plugins import call_each_with
 from cargohold.request_context import assign_request_id
 
 __all__ = [
@@ -37,9 +38,10 @@ __all__ = [
 _INSTANCE_ID = str(uuid.uuid4())
 
 
-@functools.lru_cache(maxsize=1)
-def _hostname() -> str:
-    return socket.gethostname()
+@functools.lru_cache(maxsize=16)
+def _source_addr(port: str) -> str:
+    """The event's ``source.addr``: this host's name and the port serving."""
+    return f"{socket.gethostname()}:{port}"
 
 
 def emit(action: str, repository: str, digest: str | None = None, media_type: str | None = None,
@@ -52,8 +54,8 @@ def emit(action: str, repository: str, digest: str | None = None, media_type: st
     manifest media types, else ``blobs/``); a manifest or blob delete only the
     digest; a tag delete only the tag.
     """
-    state = current_app.extensions["cargohold"]
-    if not state.pm.hook.cargohold_registry_event.get_hookimpls():
+    impls = current_app.extensions["cargohold"].pm.hook.cargohold_registry_event.get_hookimpls()
+    if not impls:
         return
     # From the WSGI environ rather than request.host / host_url, which parse
     # and re-encode the URL on first use and cost more than the rest of the
@@ -65,11 +67,10 @@ def emit(action: str, repository: str, digest: str | None = None, media_type: st
         kind = "manifests" if media_type in MANIFEST_TYPES else "blobs"
         url = f"{environ.get('wsgi.url_scheme', 'http')}://{host}/v2/{repository}/{kind}/{digest}"
     grant = g.get("grant")
-    event = Event(
-        action, repository, digest, media_type, size, tag, url, from_repository,
-        request_id=assign_request_id(environ), addr=environ.get("REMOTE_ADDR") or "", host=host,
-        method=environ.get("REQUEST_METHOD", ""), useragent=environ.get("HTTP_USER_AGENT", ""),
-        actor_name=grant.user if grant is not None else None,
-        source_addr=f"{_hostname()}:{port}", instance_id=_INSTANCE_ID,
-    )
-    call_each(state.pm, "cargohold_registry_event", event=event)
+    event = fields_to_event((
+        new_event_id(), time_ns(), action, repository, digest, media_type, size, tag, url, from_repository,
+        assign_request_id(environ), environ.get("REMOTE_ADDR") or "", host, environ.get("REQUEST_METHOD", ""),
+        environ.get("HTTP_USER_AGENT", ""), grant.user if grant is not None else None, _source_addr(port),
+        _INSTANCE_ID,
+    ))
+    call_each_with(impls, "cargohold_registry_event", event)

@@ -153,13 +153,14 @@ class Notifier:
         self._stopping = threading.Event()
         self._threads: list[threading.Thread] = []
         # Bound methods looked up once: this runs on every push, pull and delete.
-        self._routes = [(d.endpoint.accepts, d.queue.put, self._wake[id(d)].set) for d in deliveries]
+        self._routes = [(d.endpoint.accepts if d.endpoint.filters else None, d.queue.put, self._wake[id(d)].set)
+                        for d in deliveries]
 
     @hookimpl
     def cargohold_registry_event(self, event: Event) -> None:
         for accepts, put, wake in self._routes:
-            if accepts(event):
-                put([event])
+            if accepts is None or accepts(event):
+                put((event,))
                 wake()
 
     @hookimpl

@@ -58,6 +58,11 @@ class Endpoint:
     ignored_actions: frozenset[str]
     sink_params: dict
 
+    @property
+    def filters(self) -> bool:
+        """Whether any event is ignored (else :meth:`accepts` is always true)."""
+        return bool(self.ignored_actions or self.ignored_media_types)
+
     def accepts(self, event: Event) -> bool:
         """Whether ``event`` passes the ``ignore`` filters.  Events without a
         media type (deletes) are only filtered by action, as in the reference."""

@@ -40,6 +40,7 @@ import logging
 import os
 import time
 from dataclasses import dataclass
+from typing import Sequence
 
 from cargohold.blocking import native_lock
 from cargohold.events.model import Event
@@ -132,15 +133,16 @@ class DurableQueue:
 
     # -- producing -------------------------------------------------------------
 
-    def put(self, events: list[Event]) -> None:
+    def put(self, events: Sequence[Event]) -> None:
         """Append ``events`` as one record.  It is in the file when this
         returns (see the module's note on durability)."""
         with self._guard:
-            self._last_ns = stamp = max(time.time_ns(), self._last_ns + 1)
-            record = [stamp]
-            for event in events:
-                record.append(event.to_record())
-            line = (_encode(record) + "\n").encode()
+            stamp = time.time_ns()
+            if stamp <= self._last_ns:
+                stamp = self._last_ns + 1
+            self._last_ns = stamp
+            # An Event is the tuple of its record's fields: encoded as it is.
+            line = (_encode([stamp, *events]) + "\n").encode()
             if self._fd is None or self._fork != _forks or self._size >= SEGMENT_BYTES:
                 self._open_segment(stamp)
             try:
