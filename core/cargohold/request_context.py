@@ -7,7 +7,16 @@ import os
 import re
 from urllib.parse import parse_qsl, quote, urlencode
 
-from flask import g, has_request_context, request
+from flask import current_app, g, has_request_context, request
+
+try:
+    # Flask's own context variables (Flask 3.x): one lookup each, where every
+    # attribute read through the public proxies (request, current_app, g)
+    # costs about a microsecond.  Used only by request_parts(), with the
+    # proxies as the fallback.
+    from flask.globals import _cv_app, _cv_request
+except ImportError:  # pragma: no cover - a Flask that has moved them
+    _cv_app = _cv_request = None
 
 # Never handed to plugins (reporters, metrics, events).
 CREDENTIAL_HEADERS = ("authorization", "cookie", "proxy-authorization", "x-registry-auth")
@@ -54,6 +63,20 @@ def new_request_id() -> str:
     drawn once per process, a dash, and a per-process counter in hex
     (``9f86d081884c7d65-1a``).  Cheaper than a uuid4 on every request."""
     return f"{_prefix}{next(_counter):x}"
+
+
+def request_parts() -> tuple:
+    """``(app, environ, g)`` of the request being served: the Flask app,
+    the request's WSGI environ and the app context's ``g``.  The same
+    objects as ``current_app``, ``request.environ`` and ``g``, at a fraction
+    of their cost, for code on the hot path of every request (events)."""
+    if _cv_request is not None:
+        try:
+            app_ctx, req_ctx = _cv_app.get(), _cv_request.get()
+            return app_ctx.app, req_ctx.request.environ, app_ctx.g
+        except (LookupError, AttributeError):  # no request, or a Flask whose contexts changed
+            pass
+    return current_app._get_current_object(), request.environ, g._get_current_object()
 
 
 def request_id() -> str:

@@ -20,15 +20,13 @@ import socket
 import uuid
 from time import time_ns
 
-from flask import current_app, g, request
-
 from cargohold.events.model import (
     ACTIONS, BLOB_MEDIA_TYPE, DELETE, ENVELOPE_MEDIA_TYPE, ENVELOPE_MEDIA_TYPE_V1, ENVELOPE_MEDIA_TYPES, MOUNT,
     PULL, PUSH, Event, envelope, fields_to_event, new_event_id,
 )
 from cargohold.manifests import MANIFEST_TYPES
 from cargohold.plugins import call_each_with
-from cargohold.request_context import assign_request_id
+from cargohold.request_context import assign_request_id, request_parts
 
 __all__ = [
     "ACTIONS", "BLOB_MEDIA_TYPE", "DELETE", "ENVELOPE_MEDIA_TYPE", "ENVELOPE_MEDIA_TYPE_V1",
@@ -54,19 +52,19 @@ def emit(action: str, repository: str, digest: str | None = None, media_type: st
     manifest media types, else ``blobs/``); a manifest or blob delete only the
     digest; a tag delete only the tag.
     """
-    impls = current_app.extensions["cargohold"].pm.hook.cargohold_registry_event.get_hookimpls()
+    app, environ, app_g = request_parts()
+    impls = app.extensions["cargohold"].pm.hook.cargohold_registry_event.get_hookimpls()
     if not impls:
         return
     # From the WSGI environ rather than request.host / host_url, which parse
     # and re-encode the URL on first use and cost more than the rest of the
     # event (ProxyFix, when configured, has put the forwarded host there).
-    environ = request.environ
     port = environ.get("SERVER_PORT", "")
     host = environ.get("HTTP_HOST") or f"{environ.get('SERVER_NAME', '')}:{port}"
     if url is None and digest and action != DELETE:
         kind = "manifests" if media_type in MANIFEST_TYPES else "blobs"
         url = f"{environ.get('wsgi.url_scheme', 'http')}://{host}/v2/{repository}/{kind}/{digest}"
-    grant = g.get("grant")
+    grant = app_g.get("grant")
     event = fields_to_event((
         new_event_id(), time_ns(), action, repository, digest, media_type, size, tag, url, from_repository,
         assign_request_id(environ), environ.get("REMOTE_ADDR") or "", host, environ.get("REQUEST_METHOD", ""),
