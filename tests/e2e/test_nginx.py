@@ -33,9 +33,7 @@ def front(tmp_path_factory):
     """(nginx URL, CA directory for skopeo, CA file, registry, nginx)."""
     tmp = tmp_path_factory.mktemp("nginx-front")
     ca = make_test_ca(tmp)
-    cert_dir = tmp / "certs.d"
-    cert_dir.mkdir()
-    (cert_dir / "ca.crt").write_bytes(Path(ca.ca).read_bytes())
+    cert_dir = ca.client_cert_dir()
     htpasswd = write_htpasswd(tmp / "htpasswd", {USER: PASSWORD}, cost=10)
     port = free_port()
     with LiveRegistry(config_file=str(CONTRIB / "cargohold.yml")) as registry:

@@ -31,6 +31,14 @@ class TestCA:
         ``(<name>.crt, <name>.key)`` in the same directory."""
         return _server_cert(self.directory, name, self.ca, self.ca_key, common_name)
 
+    def client_cert_dir(self) -> str:
+        """A directory holding only this CA as ``ca.crt``: what skopeo's and
+        containers' ``--cert-dir`` expect (``<directory>/certs.d``)."""
+        cert_dir = os.path.join(self.directory, "certs.d")
+        os.makedirs(cert_dir, exist_ok=True)
+        shutil.copyfile(self.ca, os.path.join(cert_dir, "ca.crt"))
+        return cert_dir
+
 
 def _openssl(*args: str, cwd: str) -> None:
     binary = shutil.which("openssl")

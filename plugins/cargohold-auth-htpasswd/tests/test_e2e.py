@@ -38,9 +38,7 @@ rules:
 def secured(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("htpasswd-tls")
     ca = make_test_ca(tmp)
-    cert_dir = tmp / "certs.d"
-    cert_dir.mkdir()
-    (cert_dir / "ca.crt").write_bytes(Path(ca.ca).read_bytes())
+    cert_dir = ca.client_cert_dir()
     htpasswd = write_htpasswd(tmp / "htpasswd", {"alice": "wonderland", "bob": "builder"}, cost=12)
     (tmp / "access.yml").write_text(RULES)
     config = tmp / "config.yml"
