@@ -25,7 +25,7 @@ from cargohold.auth import AuthProvider
 from cargohold.errors import MethodNotAllowed, NotFound, RegistryError, Unavailable, Unknown
 from cargohold.events.dispatch import build_notifier
 from cargohold.metrics import ROUTE_KEY, UNMATCHED, UPLOAD_ENDPOINTS, UPLOAD_KEY, MeteredApp, RegistryMetrics
-from cargohold.plugins import StartupError, build_plugin_manager, call_each, collect_named
+from cargohold.plugins import StartupError, build_plugin_manager, call_each, call_startup, chain_each, collect_named
 from cargohold.registry import Registry
 from cargohold.request_context import request_info
 from cargohold.storage.checked import CheckedDriver
@@ -96,7 +96,7 @@ def create_app(config: Mapping[str, Any] | None = None, config_path: str | None 
         app.cargohold_debug_app = ops.debug_app(app)
     else:
         app.register_blueprint(ops.blueprint(cfg))
-    for blueprints in call_each(pm, "cargohold_blueprints", app=app):
+    for blueprints in call_startup(pm, "cargohold_blueprints", app=app):
         for bp in blueprints:
             app.register_blueprint(bp)
     _install_handlers(app, pm, cfg)
@@ -114,17 +114,8 @@ def create_app(config: Mapping[str, Any] | None = None, config_path: str | None 
     app.wsgi_app = MeteredApp(app.wsgi_app, metrics)
 
     # Each wrapper wraps the previous result, in hook call order.
-    for impl in reversed(pm.hook.cargohold_wrap_wsgi.get_hookimpls()):
-        args = {"wsgi_app": app.wsgi_app, "app": app}
-        wrapped = impl.function(**{k: args[k] for k in impl.argnames})
-        if wrapped is not None:
-            app.wsgi_app = wrapped
-
-    for impl in reversed(pm.hook.cargohold_startup.get_hookimpls()):
-        try:
-            impl.function(app=app)
-        except Exception as e:
-            raise StartupError(f"plugin {impl.plugin_name!r} failed at startup: {e}") from e
+    app.wsgi_app = chain_each(pm, "cargohold_wrap_wsgi", "wsgi_app", app.wsgi_app, app=app)
+    call_startup(pm, "cargohold_startup", app=app)
     metrics.start_flushing()
 
     def shutdown() -> None:

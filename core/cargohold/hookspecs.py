@@ -15,6 +15,16 @@ Hooks are grouped by phase:
 * events: ``cargohold_registry_event``;
 * reporting: ``cargohold_wrap_wsgi``, ``cargohold_report_exception``,
   ``cargohold_request_finished``, ``cargohold_error_response``.
+
+Every call goes through pluggy (``pm.hook.<name>`` or a
+``pm.subset_hook_caller`` of it), so ``wrapper=True`` / ``hookwrapper``
+implementations, ``tryfirst``/``trylast`` and ``CARGOHOLD_TRACE=1`` tracing
+work as pluggy documents for every hook.  Where a spec says errors are
+isolated (shutdown, events, reporting), an implementation that raises is
+logged with its plugin's name and the call continues with the
+implementations that have not run yet, as a new (subset) call: a wrapper
+sees the failed part and the rest as two calls.  ``cargohold_wrap_wsgi``
+is called once per implementation, each getting the previous result.
 """
 
 from __future__ import annotations
@@ -146,7 +156,9 @@ def cargohold_registry_event(event: "Event") -> None:
 def cargohold_wrap_wsgi(wsgi_app: Callable, app: "Flask") -> Callable | None:
     """Return a WSGI callable wrapping ``wsgi_app`` (e.g. an APM agent's
     wrapper), or ``None`` to leave it.  Wrappers are applied in hook call
-    order, each around the previous result.  ``app`` is the Flask app being
+    order, each around the previous result: the hook is called once per
+    implementation (a subset call), with the previous result as
+    ``wsgi_app``.  Raising fails start-up with the plugin's name.  ``app`` is the Flask app being
     built (its configuration is ``app.config["CARGOHOLD"]``); the matched
     route is the Flask endpoint, ``flask.request.endpoint``."""
 

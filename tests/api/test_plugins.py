@@ -499,3 +499,77 @@ def test_configured_sections_without_a_plugin_are_warned_about(make_app, caplog)
         make_app({**BASE_CONFIG, "reporting": {"airbrake": {"projectkey": "k"}}})
     messages = " ".join(r.getMessage() for r in caplog.records)
     assert "reporting.airbrake is set" in messages
+
+
+# -- every hook call goes through pluggy ---------------------------------------
+
+
+class WrapsEverything:
+    """``wrapper=True`` on the start-up, request and event hooks: pluggy runs
+    wrappers only for calls that go through ``pm.hook``."""
+
+    name = "wraps-everything"
+
+    def __init__(self):
+        self.seen = []
+
+    def _wrap(self, hook):
+        self.seen.append(hook)
+        return (yield)
+
+    @hookimpl(wrapper=True)
+    def cargohold_startup(self, app):
+        return (yield from self._wrap("cargohold_startup"))
+
+    @hookimpl(wrapper=True)
+    def cargohold_blueprints(self, app):
+        return (yield from self._wrap("cargohold_blueprints"))
+
+    @hookimpl(wrapper=True)
+    def cargohold_wrap_wsgi(self, wsgi_app):
+        return (yield from self._wrap("cargohold_wrap_wsgi"))
+
+    @hookimpl(wrapper=True)
+    def cargohold_storage_drivers(self):
+        return (yield from self._wrap("cargohold_storage_drivers"))
+
+    @hookimpl(wrapper=True)
+    def cargohold_registry_event(self, event):
+        return (yield from self._wrap("cargohold_registry_event"))
+
+    @hookimpl(wrapper=True)
+    def cargohold_request_finished(self, status):
+        return (yield from self._wrap("cargohold_request_finished"))
+
+    @hookimpl(wrapper=True)
+    def cargohold_shutdown(self, app):
+        return (yield from self._wrap("cargohold_shutdown"))
+
+
+def test_wrapper_implementations_run_for_every_kind_of_hook(make_app):
+    wrapper = WrapsEverything()
+    app = make_app(plugins=[wrapper, EventLog(), Reporter()])
+    assert {"cargohold_startup", "cargohold_blueprints", "cargohold_wrap_wsgi",
+            "cargohold_storage_drivers"} <= set(wrapper.seen)
+    push_blob(app.test_client(), "app/web", b"wrapped")
+    assert "cargohold_registry_event" in wrapper.seen
+    assert "cargohold_request_finished" in wrapper.seen
+    app.cargohold_shutdown()
+    assert wrapper.seen[-1] == "cargohold_shutdown"
+
+
+def test_tracing_shows_every_hook_call(make_app, monkeypatch, capfd):
+    monkeypatch.setenv("CARGOHOLD_TRACE", "1")
+    app = make_app(plugins=[EventLog(), Reporter(), Explodes(), WrapsEverything()])
+    client = app.test_client()
+    push_blob(client, "app/web", b"traced")
+    client.get("/v2/app/web/manifests/missing")
+    raw = image_manifest(client, "app/web")
+    assert put_manifest(client, "app/web", "v1", raw).status_code == 500  # Explodes; reported
+    app.cargohold_shutdown()
+    traced = capfd.readouterr().err
+    for hook in ("cargohold_config_schema", "cargohold_storage_drivers", "cargohold_auth_providers",
+                 "cargohold_blueprints", "cargohold_wrap_wsgi", "cargohold_startup",
+                 "cargohold_registry_event", "cargohold_request_finished", "cargohold_error_response",
+                 "cargohold_report_exception", "cargohold_shutdown"):
+        assert f"{hook} [hook]" in traced, hook

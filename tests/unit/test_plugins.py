@@ -3,16 +3,18 @@
 import sys
 import types
 
+import pluggy
 import pytest
 
-from cargohold import __version__, hookimpl
+from cargohold import __version__, hookimpl, hookspecs
 from cargohold import plugins as plugins_mod
 from cargohold.plugins import (
     DEFAULT_PLUGINS,
     StartupError,
     build_plugin_manager,
     call_each,
-    call_each_with,
+    call_startup,
+    chain_each,
     collect_named,
     describe_plugins,
 )
@@ -21,6 +23,14 @@ from cargohold.plugins import (
 @pytest.fixture
 def pm():
     return build_plugin_manager()
+
+
+@pytest.fixture
+def bare_pm():
+    """The hookspecs and no plugin: hook calls see only what a test registers."""
+    manager = pluggy.PluginManager("cargohold")
+    manager.add_hookspecs(hookspecs)
+    return manager
 
 
 def offers(*driver_names):
@@ -63,33 +73,32 @@ def test_collect_named_tolerates_none(pm):
     assert "none" in before
 
 
-def test_call_each_isolates_failures_and_collects_results(pm, caplog):
+def test_call_each_isolates_failures(bare_pm, caplog):
     calls = []
 
-    def plugin(label, result=None, fail=False):
+    def plugin(label, fail=False):
         class P:
             @hookimpl
             def cargohold_registry_event(self, event):
                 calls.append(label)
                 if fail:
                     raise RuntimeError(f"{label} failed")
-                return result
 
         return P()
 
-    pm.register(plugin("a", "ra"), name="a")
-    pm.register(plugin("b", fail=True), name="b")
-    pm.register(plugin("c"), name="c")
-    pm.register(plugin("d", "rd"), name="d")
+    bare_pm.register(plugin("a"), name="a")
+    bare_pm.register(plugin("b", fail=True), name="b")
+    bare_pm.register(plugin("c", fail=True), name="c")
+    bare_pm.register(plugin("d"), name="d")
 
-    results = call_each(pm, "cargohold_registry_event", event=object())
+    call_each(bare_pm, "cargohold_registry_event", event=object())
 
-    assert calls == ["d", "c", "b", "a"]  # last registered first, as pluggy calls
-    assert results == ["rd", "ra"]
+    assert calls == ["d", "c", "b", "a"]  # last registered first, as pluggy calls; each once
     assert "'b' failed in cargohold_registry_event" in caplog.text
+    assert "'c' failed in cargohold_registry_event" in caplog.text
 
 
-def test_call_each_passes_only_the_arguments_an_impl_takes(pm):
+def test_call_each_passes_only_the_arguments_an_impl_takes(bare_pm):
     seen = []
 
     class Fewer:
@@ -97,37 +106,109 @@ def test_call_each_passes_only_the_arguments_an_impl_takes(pm):
         def cargohold_request_finished(self, status):
             seen.append(status)
 
-    pm.register(Fewer(), name="fewer")
-    call_each(pm, "cargohold_request_finished", request_info={}, status=204, duration=0.1)
-    assert seen == [204]
+    class Nothing:
+        @hookimpl
+        def cargohold_registry_event(self):
+            seen.append("nothing")
+
+    bare_pm.register(Fewer(), name="fewer")
+    bare_pm.register(Nothing(), name="nothing")
+    call_each(bare_pm, "cargohold_request_finished", request_info={}, status=204, duration=0.1)
+    call_each(bare_pm, "cargohold_registry_event", event=object())
+    assert seen == [204, "nothing"]
 
 
-def test_call_each_with_isolates_failures_and_allows_fewer_arguments(pm, caplog):
+def test_call_each_runs_wrappers_and_honours_tryfirst(bare_pm, caplog):
     calls = []
 
-    class Takes:
-        @hookimpl
+    class Wrapper:
+        @hookimpl(wrapper=True)
         def cargohold_registry_event(self, event):
-            calls.append(("takes", event))
+            calls.append("before")
+            try:
+                return (yield)
+            finally:
+                calls.append("after")
+
+    class Late:
+        @hookimpl(tryfirst=True)
+        def cargohold_registry_event(self, event):
+            calls.append("first")
 
     class Fails:
         @hookimpl
         def cargohold_registry_event(self, event):
-            calls.append(("fails", event))
+            calls.append("fails")
             raise RuntimeError("boom")
 
-    class TakesNothing:
+    class Plain:
         @hookimpl
-        def cargohold_registry_event(self):
-            calls.append(("nothing", None))
+        def cargohold_registry_event(self, event):
+            calls.append("plain")
 
-    pm.register(Takes(), name="takes")
-    pm.register(Fails(), name="fails")
-    pm.register(TakesNothing(), name="nothing")
-    impls = pm.hook.cargohold_registry_event.get_hookimpls()
-    call_each_with(impls, "cargohold_registry_event", "ev")
-    assert calls == [("nothing", None), ("fails", "ev"), ("takes", "ev")]  # LIFO, as pluggy calls
+    bare_pm.register(Plain(), name="plain")
+    bare_pm.register(Fails(), name="fails")
+    bare_pm.register(Late(), name="late")
+    bare_pm.register(Wrapper(), name="wrapper")
+    call_each(bare_pm, "cargohold_registry_event", event=object())
+    # The wrapper sees the failed call, then the rest as a call of its own.
+    assert calls == ["before", "first", "fails", "after", "before", "plain", "after"]
     assert "'fails' failed in cargohold_registry_event" in caplog.text
+
+
+def test_a_wrapper_on_startup_runs(bare_pm):
+    seen = []
+
+    class Wrapper:
+        @hookimpl(wrapper=True)
+        def cargohold_startup(self, app):
+            seen.append(("wrapper", app))
+            return (yield)
+
+    bare_pm.register(Wrapper(), name="wrapper")
+    call_startup(bare_pm, "cargohold_startup", app="the-app")
+    assert seen == [("wrapper", "the-app")]
+
+
+def test_call_startup_names_the_failing_plugin(bare_pm):
+    class Broken:
+        @hookimpl
+        def cargohold_startup(self, app):
+            raise RuntimeError("no licence")
+
+    bare_pm.register(Broken(), name="broken-reporter")
+    with pytest.raises(StartupError, match="'broken-reporter' failed in cargohold_startup: no licence"):
+        call_startup(bare_pm, "cargohold_startup", app=None)
+
+
+def test_chain_each_wraps_in_call_order_through_wrappers(bare_pm):
+    seen = []
+
+    def wrapping(label):
+        class W:
+            @hookimpl
+            def cargohold_wrap_wsgi(self, wsgi_app, app):
+                return f"{label}({wsgi_app})"
+
+        return W()
+
+    class Observer:
+        @hookimpl(wrapper=True)
+        def cargohold_wrap_wsgi(self, wsgi_app):
+            seen.append(wsgi_app)
+            return (yield)
+
+    class Declines:
+        @hookimpl
+        def cargohold_wrap_wsgi(self):
+            return None
+
+    bare_pm.register(wrapping("inner"), name="inner")
+    bare_pm.register(Declines(), name="declines")
+    bare_pm.register(wrapping("outer"), name="outer")
+    bare_pm.register(Observer(), name="observer")
+    assert chain_each(bare_pm, "cargohold_wrap_wsgi", "wsgi_app", "app", app=None) == "inner(outer(app))"
+    assert seen == ["app", "outer(app)", "outer(app)"]
 
 
 def test_describe_plugins_lists_builtins(pm):

@@ -25,7 +25,7 @@ from cargohold.events.model import (
     PULL, PUSH, Event, envelope, fields_to_event, new_event_id,
 )
 from cargohold.manifests import MANIFEST_TYPES
-from cargohold.plugins import call_each_with
+from cargohold.plugins import call_each
 from cargohold.request_context import assign_request_id, request_parts
 
 __all__ = [
@@ -53,8 +53,8 @@ def emit(action: str, repository: str, digest: str | None = None, media_type: st
     digest; a tag delete only the tag.
     """
     app, environ, app_g = request_parts()
-    impls = app.extensions["cargohold"].pm.hook.cargohold_registry_event.get_hookimpls()
-    if not impls:
+    pm = app.extensions["cargohold"].pm
+    if not pm.hook.cargohold_registry_event.get_hookimpls():
         return
     # From the WSGI environ rather than request.host / host_url, which parse
     # and re-encode the URL on first use and cost more than the rest of the
@@ -71,4 +71,4 @@ def emit(action: str, repository: str, digest: str | None = None, media_type: st
         environ.get("HTTP_USER_AGENT", ""), grant.user if grant is not None else None, _source_addr(port),
         _INSTANCE_ID,
     ))
-    call_each_with(impls, "cargohold_registry_event", event)
+    call_each(pm, "cargohold_registry_event", event=event)
