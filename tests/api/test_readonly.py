@@ -132,3 +132,12 @@ def test_a_changed_auth_section_builds_a_new_provider(app, client, tmp_path):
     reload_config(app, switched(app, False, auth={}))
     assert app.extensions["cargohold"].auth_name == "none"
     assert client.get("/v2/").status_code == 200
+
+
+def test_authentication_comes_first(make_app, tmp_path):
+    htpasswd = write_htpasswd(tmp_path / "htpasswd", {"alice": "secret"})
+    app = make_app({"storage": {"inmemory": {}, "maintenance": {"readonly": {"enabled": True}}},
+                    "auth": {"htpasswd": {"realm": "r", "path": htpasswd}}})
+    client = app.test_client()
+    assert error_code(client.post("/v2/ro/app/blobs/uploads/")) == "UNAUTHORIZED"
+    assert_read_only(client.post("/v2/ro/app/blobs/uploads/", headers=basic("alice", "secret")), "POST")
