@@ -140,19 +140,26 @@ def _reload_on_hup(app: Any, spec: _Spec, hup: gevent.event.Event) -> None:
         _reload(app, spec)
 
 
+def _guarded(spec: _Spec, step: Callable[[], Any]) -> Any:
+    """``step()``, or ``None`` when it fails: an expected error (a bad
+    configuration) is logged as such, anything else with its traceback."""
+    failed = "configuration reload failed; keeping the running configuration"
+    try:
+        return step()
+    except spec.expected_errors as e:
+        log.error("%s:\n%s", failed, e)
+    except Exception:
+        log.exception(failed)
+    return None
+
+
 def _reread(spec: _Spec) -> Mapping[str, Any] | None:
     """The configuration re-read for a SIGHUP, or ``None`` (logged) when
     there is none or it fails validation."""
     if spec.reload_config is None:
         log.warning("SIGHUP ignored: nothing to reload the configuration from")
         return None
-    try:
-        return spec.reload_config()
-    except spec.expected_errors as e:
-        log.error("configuration reload failed; keeping the running configuration:\n%s", e)
-    except Exception:
-        log.exception("configuration reload failed; keeping the running configuration")
-    return None
+    return _guarded(spec, spec.reload_config)
 
 
 def _reload(app: Any, spec: _Spec, config: Mapping[str, Any] | None = None) -> None:
@@ -162,14 +169,7 @@ def _reload(app: Any, spec: _Spec, config: Mapping[str, Any] | None = None) -> N
     if config is None:
         return
     reload = getattr(app, "cargohold_reload", None)
-    try:
-        if callable(reload):
-            reload(config)
-    except spec.expected_errors as e:
-        log.error("configuration reload failed; keeping the running configuration:\n%s", e)
-        return
-    except Exception:
-        log.exception("configuration reload failed; keeping the running configuration")
+    if callable(reload) and _guarded(spec, lambda: reload(config) or True) is None:
         return
     configure_logging(config["log"])
 
@@ -380,8 +380,9 @@ def serve(app_factory: Callable[[], Any], config: Mapping[str, Any], *,
     a validated configuration (:func:`cargohold.config.validate`); the
     ``http`` and ``log`` sections are used.  ``reload_config`` returns the
     configuration again, re-read, on SIGHUP (raising one of
-    ``expected_errors`` when it is bad); without it SIGHUP is ignored.  Raises :class:`ConfigError` if
-    the address cannot be bound or the TLS files cannot be loaded.
+    ``expected_errors`` when it is bad); without it SIGHUP is ignored.
+    Raises :class:`ConfigError` if the address cannot be bound or the TLS
+    files cannot be loaded.
     """
     http = config["http"]
     host, port = parse_addr(http["addr"])
