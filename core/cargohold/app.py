@@ -9,6 +9,7 @@ one error handler → WSGI wrappers → startup hooks.
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import logging
 import os
@@ -33,7 +34,7 @@ from cargohold.storage.driver import StorageDriver, StorageError
 
 log = logging.getLogger("cargohold")
 
-__all__ = ["create_app", "RegistryState", "StartupError"]
+__all__ = ["LIVE_KEYS", "create_app", "reload_config", "RegistryState", "StartupError"]
 
 
 @dataclasses.dataclass
@@ -128,7 +129,64 @@ def create_app(config: Mapping[str, Any] | None = None, config_path: str | None 
                 log.exception("error while closing %s", closer)
 
     app.cargohold_shutdown = shutdown
+    app.cargohold_reload = lambda new_config: reload_config(app, new_config)
     return app
+
+
+#: Keys (dotted prefixes) a running app applies from a reloaded configuration
+#: (``SIGHUP`` under ``cargohold serve``).  A changed ``auth`` section builds a
+#: new auth provider; the ``log`` keys are applied by the server's logging.
+#: Every other key keeps its value until a restart.
+LIVE_KEYS = ("storage.maintenance.readonly", "log.level", "log.formatter", "log.fields", "auth")
+
+
+def reload_config(app: Flask, new_config: Mapping[str, Any]) -> tuple[list[str], list[str]]:
+    """Apply the :data:`LIVE_KEYS` of ``new_config`` (validated, as
+    :func:`load_config` returns it) to a running ``app``; returns the dotted
+    keys applied and those that changed but wait for a restart, and logs
+    both.  All or nothing: when a changed ``auth`` section cannot build its
+    provider, :class:`~cargohold.config.ConfigError` or :class:`StartupError`
+    is raised and nothing is applied.  The provider replaced is closed."""
+    state: RegistryState = app.extensions["cargohold"]
+    cfg = state.config
+    changed = _changed_keys(cfg, new_config)
+    live = [k for k in changed if any(k == p or k.startswith(p + ".") for p in LIVE_KEYS)]
+    restart = [k for k in changed if k not in live]
+    old_auth = None
+    if any(k == "auth" or k.startswith("auth.") for k in live):
+        auth_name, auth = _make_auth(state.pm, new_config)
+        old_auth, state.auth, state.auth_name = state.auth, auth, auth_name
+        cfg["auth"] = copy.deepcopy(new_config["auth"])
+    cfg["storage"]["maintenance"]["readonly"] = copy.deepcopy(new_config["storage"]["maintenance"]["readonly"])
+    for key in ("level", "formatter", "fields"):
+        cfg["log"][key] = copy.deepcopy(new_config["log"][key])
+    _configure_logging(cfg)
+    if old_auth is not None:
+        try:
+            old_auth.close()
+        except Exception:
+            log.exception("error while closing the replaced auth provider")
+    readonly = "on" if cfg["storage"]["maintenance"]["readonly"]["enabled"] else "off"
+    log.info("configuration reloaded: read-only mode %s; applied: %s", readonly,
+             ", ".join(live) if live else "nothing changed")
+    if restart:
+        log.warning("configuration reloaded: changes to %s take effect only after a restart", ", ".join(restart))
+    return live, restart
+
+
+def _changed_keys(old: Any, new: Any, prefix: str = "") -> list[str]:
+    """The dotted keys whose values differ between two configurations (a
+    section that differs in anything but nested keys counts as one key)."""
+    if isinstance(old, Mapping) and isinstance(new, Mapping):
+        changed = []
+        for key in sorted(set(old) | set(new), key=str):
+            dotted = f"{prefix}.{key}" if prefix else str(key)
+            if key not in old or key not in new:
+                changed.append(dotted)
+            else:
+                changed += _changed_keys(old[key], new[key], dotted)
+        return changed
+    return [] if old == new else [prefix]
 
 
 class PrefixMiddleware:

@@ -73,7 +73,8 @@ class AuthProvider(abc.ABC):
         :class:`Grant`, or raise :class:`Challenge` or :class:`Forbidden`."""
 
     def close(self) -> None:
-        """Release resources at shutdown."""
+        """Release resources at shutdown, or once a configuration reload
+        (SIGHUP) has replaced this provider with a new one."""
 
 
 def authorize(provider: AuthProvider, request, access: list[Access]) -> Grant:

@@ -70,7 +70,9 @@ def _parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
     p = sub.add_parser("serve", parents=[common], help="run the registry",
-                       description="Run the registry until SIGTERM or SIGINT, then drain.")
+                       description="Run the registry until SIGTERM or SIGINT, then drain. "
+                                   "SIGHUP reloads the configuration file (read-only mode, log "
+                                   "settings and auth apply live; other keys need a restart).")
     p.set_defaults(run=_cmd_serve)
 
     p = sub.add_parser("config", parents=[common], help="print the effective configuration",
@@ -122,7 +124,12 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         # every worker (restarts included) runs the same configuration.
         return create_app(config=config, environ={})
 
-    return serve(app_factory, config, expected_errors=(ConfigError, *_startup_errors()))
+    def reload_config():
+        # SIGHUP: the file (and environment) read again, as at start.
+        return load_config(args.config)[0]
+
+    return serve(app_factory, config, expected_errors=(ConfigError, *_startup_errors()),
+                 reload_config=reload_config)
 
 
 def _cmd_config(args: argparse.Namespace) -> int:

@@ -78,6 +78,7 @@ DEFAULTS: dict[str, Any] = {
         "redirect": {"disable": False},
         "maintenance": {
             "uploadpurging": {"enabled": True, "age": "168h", "interval": "24h", "dryrun": False},
+            "readonly": {"enabled": False},
         },
     },
     "http": {
@@ -104,7 +105,7 @@ DEFAULTS: dict[str, Any] = {
 _REFERENCE_ONLY = frozenset({
     "loglevel", "middleware", "redis", "health", "proxy",
     "log.hooks",
-    "storage.cache", "storage.tag", "storage.maintenance.readonly",
+    "storage.cache", "storage.tag",
     "http.net", "http.relativeurls", "http.http2", "http.h2c",
     "http.tls.clientauth", "http.tls.ciphersuites", "http.tls.letsencrypt",
     "notifications.events",
@@ -321,6 +322,9 @@ CORE_SCHEMA: dict[str, Any] = {
         "redirect": {"disable": bool},
         "maintenance": {
             "uploadpurging": {"enabled": bool, "age": Duration, "interval": Duration, "dryrun": bool},
+            # Refuse every write (405 UNSUPPORTED) and pause upload purging;
+            # applied live on SIGHUP (cargohold.app.LIVE_KEYS).
+            "readonly": {"enabled": bool},
         },
         ANY_KEY: dict,  # the driver's section; its plugin may contribute a schema
     },

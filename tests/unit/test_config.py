@@ -38,6 +38,16 @@ def test_defaults_validate_and_coerce(tmp_path):
     assert config["http"]["headers"] == {"X-Content-Type-Options": ["nosniff"]}
     assert auth_provider(config) is None
     assert DEFAULTS["http"]["draintimeout"] == "30s"  # read_config copies, never mutates
+    assert config["storage"]["maintenance"]["readonly"] == {"enabled": False}
+
+
+def test_read_only_mode_from_file_and_environment(tmp_path):
+    text = "storage:\n  maintenance:\n    readonly:\n      enabled: true\n"
+    assert load(tmp_path, text)["storage"]["maintenance"]["readonly"]["enabled"] is True
+    env = {"CARGOHOLD_STORAGE_MAINTENANCE_READONLY_ENABLED": "false"}
+    assert load(tmp_path, text, env)["storage"]["maintenance"]["readonly"]["enabled"] is False
+    assert "storage.maintenance.readonly.enabled: expected a boolean, got 'maybe'" in problems(
+        tmp_path, "storage:\n  maintenance:\n    readonly:\n      enabled: maybe\n")
 
 
 def test_yaml_deep_merges_over_defaults(tmp_path):

@@ -331,6 +331,20 @@ def test_workers_share_the_port_and_are_restarted(start):
         assert not os.path.exists(f"/proc/{pid}") or open(f"/proc/{pid}/stat").read().split()[2] == "Z"
 
 
+@pytest.mark.parametrize("workers", [1, 2])
+def test_sighup_without_a_configuration_to_reload_is_ignored(start, workers):
+    server = start(make_config(workers=workers))
+    before = server.workers() if workers > 1 else {server.proc.pid}
+    server.proc.send_signal(signal.SIGHUP)
+    deadline = time.monotonic() + 5
+    while "SIGHUP ignored" not in server.log() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert "SIGHUP ignored: nothing to reload the configuration from" in server.log()
+    time.sleep(0.3)
+    assert server.proc.poll() is None and server.get("/v2/")[0] == 200
+    assert (server.workers() if workers > 1 else {server.proc.pid}) == before  # no worker died of it
+
+
 def test_startup_failure_in_workers_stops_the_server(start):
     server = start(make_config(workers=2), env={"TEST_FAIL_STARTUP": "1"}, ready=False)
     assert server.wait_exit(10) == 2

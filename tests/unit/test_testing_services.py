@@ -56,3 +56,50 @@ def test_find_tool(tmp_path, monkeypatch):
     monkeypatch.delenv("CARGOHOLD_TEST_TOOL")
     with pytest.raises(pytest.fail.Exception, match="no-such-tool-here not found; run: install it"):
         find_tool("no-such-tool-here", "CARGOHOLD_TEST_TOOL", [str(tmp_path / "missing")], "run: install it")
+
+
+def test_reference_registry_serves_and_collects_garbage(tmp_path):
+    import hashlib
+
+    import requests
+    import yaml
+
+    from cargohold.testing.services import ReferenceRegistry
+
+    data = b"a blob no manifest refers to"
+    digest = "sha256:" + hashlib.sha256(data).hexdigest()
+    with ReferenceRegistry(root=tmp_path / "root", config={"log": {"level": "debug"}}) as reference:
+        with open(reference.config_path) as f:
+            config = yaml.safe_load(f)
+        assert config["log"] == {"level": "debug", "accesslog": {"disabled": False}}
+        assert config["storage"]["filesystem"] == {"rootdirectory": str(tmp_path / "root")}
+        assert reference.cargohold_root == str(tmp_path / "root" / "docker" / "registry")
+        assert requests.get(f"{reference.url}/v2/", timeout=10).status_code == 200
+        started = requests.post(f"{reference.url}/v2/gc/app/blobs/uploads/", timeout=10)
+        done = requests.put(started.headers["Location"], params={"digest": digest}, data=data, timeout=10)
+        assert done.status_code == 201, done.text
+        blob = f"{reference.url}/v2/gc/app/blobs/{digest}"
+        assert os.path.isdir(os.path.join(reference.cargohold_root, "v2", "blobs", "sha256", digest[7:9]))
+
+        output = reference.garbage_collect(dry_run=True)
+        assert f"blob eligible for deletion: {digest}" in output
+        assert requests.get(blob, timeout=10).content == data
+        output = reference.garbage_collect(delete_untagged=True)
+        assert "Deleting blob" in output and digest[7:] in output
+        assert requests.get(blob, timeout=10).status_code == 404
+    assert not accepts(reference.service.port)
+
+
+def test_reference_registry_with_another_storage_driver():
+    from cargohold.testing.services import ReferenceRegistry
+
+    reference = ReferenceRegistry(config={"storage": {"inmemory": {}}})
+    try:
+        with open(reference.config_path) as f:
+            text = f.read()
+        assert "inmemory" in text and "filesystem" not in text
+        reference.start()
+        with urllib.request.urlopen(f"{reference.url}/v2/", timeout=5) as resp:
+            assert resp.status == 200
+    finally:
+        reference.cleanup()

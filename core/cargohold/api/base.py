@@ -68,6 +68,26 @@ def authorize() -> None:
     g.grant = authorize_request(state().auth, request, requested_access())
 
 
+_WRITES = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+
+
+@v2.before_request
+def refuse_writes_when_read_only() -> None:
+    """In read-only mode (``storage.maintenance.readonly.enabled``, switched
+    live by a configuration reload) every write -- upload ``POST``/``PATCH``/
+    ``PUT``, manifest ``PUT``, deletes, upload cancel -- gets 405
+    ``UNSUPPORTED``, after authorization as in the reference registry; the
+    ``Allow`` header names the methods that still work there."""
+    if request.method not in _WRITES or not state().config["storage"]["maintenance"]["readonly"]["enabled"]:
+        return
+    allowed = current_app.url_map.bind_to_environ(request.environ).allowed_methods()
+    raise Unsupported(
+        "the registry is in read-only mode: writes are refused, pulls keep working "
+        "(storage.maintenance.readonly.enabled)",
+        detail={"method": request.method, "readonly": True},
+        headers={"Allow": ", ".join(sorted(m for m in allowed if m not in _WRITES))})
+
+
 def location(path: str) -> str:
     """A ``Location`` value: absolute when ``http.host`` is configured, or
     built from the trusted proxy's ``X-Forwarded-Proto``/``-Host`` with

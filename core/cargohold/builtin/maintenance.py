@@ -1,5 +1,7 @@
 """Background upkeep: purging abandoned upload sessions
-(``storage.maintenance.uploadpurging``), as the reference registry does."""
+(``storage.maintenance.uploadpurging``), as the reference registry does.
+Passes are skipped while read-only mode is on
+(``storage.maintenance.readonly.enabled``, switched live by a reload)."""
 
 from __future__ import annotations
 
@@ -22,11 +24,14 @@ def cargohold_startup(app):
     if not monkey.is_module_patched("socket"):
         return  # not under `cargohold serve` (e.g. a test client): nothing to schedule on
 
-    registry = app.extensions["cargohold"].registry
+    state = app.extensions["cargohold"]
 
     def run():
         try:
-            registry.uploads.purge(settings["age"], dry_run=settings["dryrun"])
+            if state.config["storage"]["maintenance"]["readonly"]["enabled"]:
+                log.info("upload purging skipped: the registry is in read-only mode")
+            else:
+                state.registry.uploads.purge(settings["age"], dry_run=settings["dryrun"])
         except Exception:
             log.exception("upload purging failed")
         spawn_later(settings["interval"], run)

@@ -210,8 +210,7 @@ class Uploads:
         purged = []
         for upload_dir in self._all_upload_dirs():
             try:
-                started = json.loads(self.driver.get_content(upload_dir + "/startedat"))["startedat"]
-                age_ok = dt.datetime.fromisoformat(started).timestamp() < cutoff
+                age_ok = _started_at(self.driver.get_content(upload_dir + "/startedat")) < cutoff
             except PathNotFound:
                 # No state file: a session that never finished starting.
                 age_ok = self.driver.stat(upload_dir).modtime < cutoff
@@ -245,3 +244,13 @@ class Uploads:
                         pass
                 elif not leaf.startswith("_"):
                     stack.append(child)
+
+
+def _started_at(raw: bytes) -> float:
+    """When a session started, from its ``startedat`` file: cargohold's JSON
+    state, or the bare RFC 3339 time the reference registry writes (so its
+    sessions in a shared storage are purged by age too).  ``ValueError``,
+    ``KeyError`` or ``TypeError`` for anything else."""
+    text = raw.decode().strip()
+    started = json.loads(text)["startedat"] if text.startswith("{") else text
+    return dt.datetime.fromisoformat(started).timestamp()

@@ -21,6 +21,8 @@ What the server does, and why:
   (each builds its own app after the fork, so nothing is shared by accident)
   and supervises them: a worker that dies is replaced; SIGTERM/SIGINT is
   passed on as SIGTERM and the parent exits once the workers have.
+* SIGHUP reloads the configuration (see :mod:`cargohold.server.supervisor`):
+  re-read, checked, passed on to every worker, applied live by the app.
 * SIGTERM drains: stop accepting, close idle keep-alive connections, let
   requests in flight finish within ``http.draintimeout`` (a second signal
   cuts that short), call the app's ``cargohold_shutdown()`` if it has one,

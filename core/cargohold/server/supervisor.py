@@ -1,5 +1,13 @@
 """Worker processes and the entry point: one worker, or a supervisor that
-forks several on a shared socket, restarts them and passes signals on."""
+forks several on a shared socket, restarts them and passes signals on.
+
+SIGHUP reloads the configuration: the process serving re-reads it (the
+``reload_config`` given to :func:`serve`) and hands it to the app's
+``cargohold_reload(config)``, which applies what can change live; logging is
+set up again from its ``log`` section.  A supervisor checks the file first,
+passes SIGHUP on to every worker only when it is valid, and keeps the result
+for workers it starts later.  A configuration that fails is logged and the
+running one kept."""
 
 from __future__ import annotations
 
@@ -30,6 +38,7 @@ _MIN_LIFETIME = 2.0
 _MAX_BACKOFF = 10.0
 # How long the parent waits past the drain timeout before SIGKILLing workers.
 _KILL_GRACE = 5.0
+from cargohold.server.logs import configure_logging
 from cargohold.server.sockets import bind_listener
 from cargohold.server.tls import ReloadingContext, reloading_context
 from cargohold.server.wsgi import RegistryServer
@@ -50,11 +59,15 @@ class _Spec:
     multiprocess: bool
     announce: Callable[[], None]  # logs the start line once serving
     debug_listener: socket.socket | None = None  # http.debug.addr: the app's cargohold_debug_app
+    reload_config: Callable[[], Mapping[str, Any]] | None = None  # SIGHUP: the file re-read and validated
+    live_config: Mapping[str, Any] | None = None  # the supervisor's last reload, for workers started after it
 
 
 def _run_worker(spec: _Spec, parent_pid: int | None = None, ready_fd: int | None = None) -> int:
     """Build the app, serve until told to stop, drain; returns the exit code.
     A worker of a supervisor (``parent_pid``) reports readiness on ``ready_fd``."""
+    early_hups: list[int] = []  # a SIGHUP while the app is built is applied once it runs
+    signal.signal(signal.SIGHUP, lambda signum, frame: early_hups.append(signum))
     try:
         app = spec.app_factory()
     except spec.expected_errors as e:
@@ -81,12 +94,17 @@ def _run_worker(spec: _Spec, parent_pid: int | None = None, ready_fd: int | None
     if spec.debug_listener is not None and debug_app is not None:
         debug_server = RegistryServer(spec.debug_listener, debug_app, access_log=False,
                                       environ={"SERVER_NAME": spec.host or socket.gethostname()})
-    stop, hurry = gevent.event.Event(), gevent.event.Event()
+    stop, hurry, hup = gevent.event.Event(), gevent.event.Event(), gevent.event.Event()
 
     def on_signal():
         (hurry if stop.is_set() else stop).set()
 
-    handlers = [gevent.signal_handler(signal.SIGTERM, on_signal)]
+    handlers = [gevent.signal_handler(signal.SIGTERM, on_signal), gevent.signal_handler(signal.SIGHUP, hup.set)]
+    if early_hups:
+        hup.set()
+    if spec.live_config is not None:  # started after a reload: apply it too
+        _reload(app, spec, spec.live_config)
+    reloader = gevent.spawn(_reload_on_hup, app, spec, hup)
     if parent_pid is None:
         handlers.append(gevent.signal_handler(signal.SIGINT, on_signal))
     else:
@@ -103,6 +121,7 @@ def _run_worker(spec: _Spec, parent_pid: int | None = None, ready_fd: int | None
     server.drain(float(config["http"].get("draintimeout", 30.0)), hurry)
     if debug_server is not None:
         debug_server.drain(1.0)
+    reloader.kill()
     for h in handlers:
         h.cancel()
     shutdown = getattr(app, "cargohold_shutdown", None)
@@ -112,6 +131,47 @@ def _run_worker(spec: _Spec, parent_pid: int | None = None, ready_fd: int | None
         except Exception:
             log.exception("shutdown failed")
     return 0
+
+
+def _reload_on_hup(app: Any, spec: _Spec, hup: gevent.event.Event) -> None:
+    while True:
+        hup.wait()
+        hup.clear()
+        _reload(app, spec)
+
+
+def _guarded(spec: _Spec, step: Callable[[], Any]) -> Any:
+    """``step()``, or ``None`` when it fails: an expected error (a bad
+    configuration) is logged as such, anything else with its traceback."""
+    failed = "configuration reload failed; keeping the running configuration"
+    try:
+        return step()
+    except spec.expected_errors as e:
+        log.error("%s:\n%s", failed, e)
+    except Exception:
+        log.exception(failed)
+    return None
+
+
+def _reread(spec: _Spec) -> Mapping[str, Any] | None:
+    """The configuration re-read for a SIGHUP, or ``None`` (logged) when
+    there is none or it fails validation."""
+    if spec.reload_config is None:
+        log.warning("SIGHUP ignored: nothing to reload the configuration from")
+        return None
+    return _guarded(spec, spec.reload_config)
+
+
+def _reload(app: Any, spec: _Spec, config: Mapping[str, Any] | None = None) -> None:
+    """Apply ``config`` (default: the file re-read) to this process's app
+    and logging; on any failure log it and keep the running configuration."""
+    config = config if config is not None else _reread(spec)
+    if config is None:
+        return
+    reload = getattr(app, "cargohold_reload", None)
+    if callable(reload) and _guarded(spec, lambda: reload(config) or True) is None:
+        return
+    configure_logging(config["log"])
 
 
 def _watch_parent(parent_pid: int, stop: gevent.event.Event) -> None:
@@ -154,7 +214,7 @@ class _Supervisor:
         self._pipe = (rfd, wfd, ready_r, ready_w)
         announced, ready = False, 0
         old_wakeup = signal.set_wakeup_fd(wfd)
-        watched = (signal.SIGTERM, signal.SIGINT, signal.SIGCHLD)
+        watched = (signal.SIGTERM, signal.SIGINT, signal.SIGCHLD, signal.SIGHUP)
         old = {sig: self._signal(sig, self._on_signal) for sig in watched}
         try:
             for slot in range(self.count):
@@ -204,6 +264,19 @@ class _Supervisor:
                     # ours would keep queueing connections nobody accepts.
                     self.spec.listener.close()
                 self._kill_all(signal.SIGTERM)  # a second one makes workers hurry
+            elif signum == signal.SIGHUP and self.stopping_since is None:
+                self._reload()
+
+    def _reload(self) -> None:
+        """Check the configuration here, keep it for workers started later,
+        and pass SIGHUP on: each worker re-reads and applies it itself."""
+        config = _reread(self.spec)
+        if config is None:
+            return
+        self.spec.live_config = config
+        configure_logging(config["log"])
+        log.info("configuration is valid; reloading %d worker(s)", len(self.children))
+        self._kill_all(signal.SIGHUP)
 
     def _reap(self) -> None:
         while True:
@@ -296,7 +369,8 @@ def worker_count(value: Any) -> int:
 
 
 def serve(app_factory: Callable[[], Any], config: Mapping[str, Any], *,
-          expected_errors: tuple[type[BaseException], ...] = (ConfigError,)) -> int:
+          expected_errors: tuple[type[BaseException], ...] = (ConfigError,),
+          reload_config: Callable[[], Mapping[str, Any]] | None = None) -> int:
     """Serve ``app_factory()`` (a WSGI app, normally the Flask app) as
     ``config["http"]`` says until SIGTERM/SIGINT, then drain; returns the
     process exit code: 0, :data:`EXIT_CONFIG` when the factory raised one of
@@ -304,8 +378,11 @@ def serve(app_factory: Callable[[], Any], config: Mapping[str, Any], *,
     without a traceback) or :data:`EXIT_STARTUP` for any other start-up
     failure.  The factory runs in each worker, after the fork.  ``config`` is
     a validated configuration (:func:`cargohold.config.validate`); the
-    ``http`` and ``log`` sections are used.  Raises :class:`ConfigError` if
-    the address cannot be bound or the TLS files cannot be loaded.
+    ``http`` and ``log`` sections are used.  ``reload_config`` returns the
+    configuration again, re-read, on SIGHUP (raising one of
+    ``expected_errors`` when it is bad); without it SIGHUP is ignored.
+    Raises :class:`ConfigError` if the address cannot be bound or the TLS
+    files cannot be loaded.
     """
     http = config["http"]
     host, port = parse_addr(http["addr"])
@@ -323,7 +400,8 @@ def serve(app_factory: Callable[[], Any], config: Mapping[str, Any], *,
         log.info("cargohold %s listening on %s://%s:%d (%d worker%s, storage: %s)", __version__,
                  "https" if context else "http", shown, bound[1], workers, "" if workers == 1 else "s", driver)
 
-    spec = _Spec(listener, app_factory, config, context, tuple(expected_errors), host, workers > 1, announce)
+    spec = _Spec(listener, app_factory, config, context, tuple(expected_errors), host, workers > 1, announce,
+                 reload_config=reload_config)
     try:
         spec.debug_listener = _debug_listener(http)
         if workers == 1:

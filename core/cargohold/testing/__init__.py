@@ -12,5 +12,7 @@
   endpoint on loopback that records the notifications it receives.
 * :mod:`cargohold.testing.services`: ``ServiceProcess``, a backend service
   (an object-store emulator) as a real process on a free loopback port that
-  can be stopped and restarted; ``find_tool`` locates its executable.
+  can be stopped and restarted; ``find_tool`` locates its executable;
+  ``ReferenceRegistry``, the reference registry (Debian's ``docker-registry``)
+  as a live service, with its ``garbage-collect``.
 """

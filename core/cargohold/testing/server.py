@@ -104,6 +104,22 @@ class LiveRegistry:
     def log(self) -> str:
         return log_tail(self.log_path)
 
+    def reload(self) -> None:
+        """Send SIGHUP: the server re-reads its configuration file."""
+        assert self.proc is not None and self.proc.poll() is None, "the server is not running"
+        self.proc.send_signal(signal.SIGHUP)
+
+    def workers(self) -> set[int]:
+        """The PIDs of the processes serving requests: the workers under a
+        supervisor (``http.workers`` > 1), else the server process itself."""
+        assert self.proc is not None and self.proc.poll() is None, "the server is not running"
+        try:
+            with open(f"/proc/{self.proc.pid}/task/{self.proc.pid}/children") as f:
+                children = {int(pid) for pid in f.read().split()}
+        except OSError:
+            children = set()
+        return children or {self.proc.pid}
+
     def kill(self) -> None:
         """SIGKILL the server and its workers (crash simulation)."""
         if self.proc and self.proc.poll() is None:

@@ -5,7 +5,9 @@ processes on loopback for tests.
 until the port accepts connections, and stops the process by its PID; it can
 be started again on the same port (to simulate an outage).  :func:`find_tool`
 locates the executable, failing the test (never skipping) with an install
-hint when it is missing.
+hint when it is missing.  :class:`ReferenceRegistry` runs the reference
+registry (Debian's ``docker-registry``) the same way, and its
+``garbage-collect``.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ import time
 from typing import Callable, Sequence
 
 import pytest
+import yaml
 
 from cargohold.testing.server import free_port, log_tail
 
@@ -126,3 +129,98 @@ class ServiceProcess:
 
     def __exit__(self, *exc) -> None:
         self.cleanup()
+
+
+REFERENCE_INSTALL_HINT = ("install the reference registry with `apt-get install -y docker-registry` "
+                          "(or run `sh .ci/system-deps test` as root)")
+
+#: Where below its ``rootdirectory`` the reference's filesystem (and S3)
+#: driver keeps the registry: cargohold's ``rootdirectory`` for the same
+#: storage is the reference's plus this.
+REFERENCE_SUBDIR = "docker/registry"
+
+
+class ReferenceRegistry:
+    """The reference registry (distribution's ``registry``; Debian's
+    ``docker-registry`` package, binary ``docker-registry``) as a live
+    service on ``127.0.0.1`` and a free port, for tests that compare with it
+    or share its storage.
+
+    Its ``config.yml`` is written to a temporary directory: filesystem
+    storage under ``root`` (a temporary directory by default), deletes
+    enabled, upload purging off.  ``config`` is deep-merged over that (a
+    mapping replaces only the keys it names); when its ``storage`` names
+    another driver, ``filesystem`` is dropped.  ``url`` is
+    ``http://127.0.0.1:<port>``; ``cargohold_root`` is the ``rootdirectory``
+    at which cargohold serves the same filesystem storage.  Use as a context
+    manager, or call :meth:`start` and :meth:`stop` (by PID).  The binary is
+    ``$CARGOHOLD_REFERENCE_REGISTRY`` or ``docker-registry`` on ``PATH``; a
+    missing one fails the test with an install hint.
+    """
+
+    def __init__(self, root: str | os.PathLike | None = None, config: dict | None = None):
+        self.binary = find_tool("docker-registry", "CARGOHOLD_REFERENCE_REGISTRY", install_hint=REFERENCE_INSTALL_HINT)
+        self._tmp = tempfile.TemporaryDirectory(prefix="reference-registry-")
+        self.root = os.fspath(root) if root is not None else os.path.join(self._tmp.name, "root")
+        self.cargohold_root = os.path.join(self.root, REFERENCE_SUBDIR)
+        self.config_path = os.path.join(self._tmp.name, "config.yml")
+        self.service = ServiceProcess("docker-registry", lambda port: [self.binary, "serve", self.config_path])
+        self.url = f"http://127.0.0.1:{self.service.port}"
+        self.config = _merged({
+            "version": "0.1",
+            "log": {"level": "info", "accesslog": {"disabled": False}},
+            "storage": {
+                "filesystem": {"rootdirectory": self.root},
+                "delete": {"enabled": True},
+                "maintenance": {"uploadpurging": {"enabled": False}},
+            },
+            "http": {"addr": f"127.0.0.1:{self.service.port}", "secret": "cargohold-testing-reference"},
+        }, config or {})
+        named = set((config or {}).get("storage") or {}) - {"delete", "redirect", "maintenance", "cache", "tag"}
+        if named - {"filesystem"}:
+            del self.config["storage"]["filesystem"]
+        with open(self.config_path, "w") as f:
+            yaml.safe_dump(self.config, f, sort_keys=False)
+
+    def start(self) -> "ReferenceRegistry":
+        self.service.start()
+        return self
+
+    def stop(self) -> None:
+        self.service.stop()
+
+    def log(self) -> str:
+        return self.service.log()
+
+    def garbage_collect(self, dry_run: bool = False, delete_untagged: bool = False, timeout: float = 120) -> str:
+        """Run ``docker-registry garbage-collect [--dry-run] [--delete-untagged]
+        config.yml`` on this registry's storage (the reference expects no
+        writes meanwhile: stopped, or read-only) and return its output,
+        stdout and stderr interleaved.  Fails the test when it exits
+        non-zero."""
+        cmd = [self.binary, "garbage-collect", *(["--dry-run"] if dry_run else []),
+               *(["--delete-untagged"] if delete_untagged else []), self.config_path]
+        proc = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                              text=True, timeout=timeout)
+        if proc.returncode != 0:
+            pytest.fail(f"{' '.join(cmd)} exited with {proc.returncode}:\n{proc.stdout}", pytrace=False)
+        return proc.stdout
+
+    def cleanup(self) -> None:
+        self.service.cleanup()
+        self._tmp.cleanup()
+
+    def __enter__(self) -> "ReferenceRegistry":
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.cleanup()
+
+
+def _merged(base: dict, over: dict) -> dict:
+    for key, value in over.items():
+        if isinstance(value, dict) and isinstance(base.get(key), dict):
+            _merged(base[key], value)
+        else:
+            base[key] = value
+    return base
