@@ -10,6 +10,9 @@
 * :mod:`cargohold.testing.nginx`: a real nginx on loopback, from a config file.
 * :mod:`cargohold.testing.notifications`: ``EventReceiver``, a real HTTP
   endpoint on loopback that records the notifications it receives.
+* :mod:`cargohold.testing.reporting`: ``ReporterSuite``, the contract every
+  error-reporting plugin runs against itself, with ``ReportReceiver``, a real
+  HTTP endpoint on loopback standing in for the error service.
 * :mod:`cargohold.testing.services`: ``ServiceProcess``, a backend service
   (an object-store emulator) as a real process on a free loopback port that
   can be stopped and restarted; ``find_tool`` locates its executable.
