@@ -6,21 +6,23 @@ variables, which may hold credentials), tags ``route``, ``method`` and
 request was authenticated, and a request section with the method, path and
 headers.  The headers are those the core hands to reporters (already without
 ``Authorization``, cookies and the like); :func:`scrub` removes anything
-credential-like once more, just before the SDK sends the event, wherever
-in the event it is.
+credential-like once more (:mod:`cargohold.scrub`), just before the SDK sends
+the event, wherever in the event it is.
+
+Works with sentry-sdk 2.x and 3.x; they differ in how local variables are
+turned off (:func:`_no_local_variables`).
 """
 
 from __future__ import annotations
 
-import re
 from typing import Any, Mapping
 
 import sentry_sdk
 
-#: Names of values that never leave the process (headers, keys, query params).
-_CREDENTIAL = re.compile(r"authori[sz]ation|cookie|passw(or)?d|secret|token|api[-_]?key|credential|session",
-                         re.IGNORECASE)
-FILTERED = "[Filtered]"
+from cargohold.scrub import scrub_headers, scrub_query, scrub_values
+
+#: Seconds the SDK may take to send what is queued when the app shuts down.
+SHUTDOWN_TIMEOUT = 2.0
 
 
 def scrub(event: dict, hint: dict | None = None) -> dict:
@@ -28,31 +30,28 @@ def scrub(event: dict, hint: dict | None = None) -> dict:
     credential-like names, and replace credential-like keys anywhere else."""
     request = event.get("request")
     if isinstance(request, dict):
-        headers = request.get("headers")
-        if isinstance(headers, Mapping):
-            request["headers"] = {k: v for k, v in headers.items() if not _CREDENTIAL.search(str(k))}
+        if isinstance(request.get("headers"), Mapping):
+            request["headers"] = scrub_headers(request["headers"])
         request.pop("cookies", None)
         request.pop("data", None)
-        query = request.get("query_string")
-        if isinstance(query, str) and query:
-            request["query_string"] = "&".join(
-                p for p in query.split("&") if not _CREDENTIAL.search(p.partition("=")[0]))
+        if isinstance(request.get("query_string"), str):
+            request["query_string"] = scrub_query(request["query_string"])
     for key in ("extra", "contexts", "tags", "user"):
         if key in event:
-            event[key] = _scrub_values(event[key])
+            event[key] = scrub_values(event[key])
     return event
 
 
-def _scrub_values(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {k: (FILTERED if _CREDENTIAL.search(str(k)) else _scrub_values(v)) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_scrub_values(v) for v in value]
-    return value
+def _no_local_variables() -> dict:
+    """The client option that keeps frames' local variables out of events:
+    ``data_collection`` from sentry-sdk 3, ``include_local_variables`` before."""
+    if int(sentry_sdk.VERSION.split(".", 1)[0]) >= 3:
+        return {"data_collection": {"stack_frame_variables": False}}
+    return {"include_local_variables": False}
 
 
 class ErrorReporter:
-    """Sends errors to the DSN of ``reporting.bugsnag`` with the SDK's own
+    """Sends errors to the DSN of ``reporting.sentry`` with the SDK's own
     HTTP transport (queued; sent from a background worker).  One per app:
     the SDK client is not the process-global one, so apps do not share it."""
 
@@ -72,9 +71,13 @@ class ErrorReporter:
             default_integrations=False,
             auto_enabling_integrations=False,
             integrations=[],
-            include_local_variables=False,
             max_breadcrumbs=0,
+            # Nothing but the events sent here: no session or client reports.
+            auto_session_tracking=False,
+            send_client_reports=False,
+            shutdown_timeout=SHUTDOWN_TIMEOUT,
             before_send=scrub,
+            **_no_local_variables(),
         )
         return cls(client)
 
@@ -103,10 +106,10 @@ class ErrorReporter:
             scope.add_event_processor(add_request)
             scope.capture_exception(error)
 
-    def flush(self, timeout: float = 2.0) -> None:
+    def flush(self, timeout: float = SHUTDOWN_TIMEOUT) -> None:
         """Wait up to ``timeout`` seconds for queued events to be sent."""
         self.client.flush(timeout=timeout)
 
-    def close(self, timeout: float = 2.0) -> None:
+    def close(self, timeout: float = SHUTDOWN_TIMEOUT) -> None:
         """Send what is queued (up to ``timeout`` seconds) and stop the transport."""
         self.client.close(timeout=timeout)

@@ -1,4 +1,4 @@
-"""The ``reporting.bugsnag`` settings' value types (importing no SDK, so that
+"""The ``reporting.sentry`` settings' value types (importing no SDK, so that
 loading the plugin stays cheap for commands that never report)."""
 
 from __future__ import annotations
