@@ -40,19 +40,15 @@ from __future__ import annotations
 
 import base64
 import gzip
-import json
-import os
-import shutil
 import socket
 import threading
 import time
-import urllib.error
-import urllib.request
 import zlib
 from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
+import requests
 
 import cargohold.app as app_module
 from cargohold import hookimpl
@@ -357,24 +353,16 @@ class ReporterSuite:
         """``cargohold serve`` (gevent, real sockets) configured from the
         environment: a push that meets a broken storage root answers 503 and
         is reported; a missing manifest answers 404 and is not."""
-        registry = LiveRegistry(env=self.env(receiver.url)).start()
-        try:
-            assert _status(f"{registry.url}/v2/app/manifests/missing", headers=credential_headers("live-404")) == 404
-            # Replace the storage root by a file: every storage call now fails.
-            shutil.rmtree(registry.root)
-            with open(registry.root, "w") as f:
-                f.write("not a directory")
-            status = _status(f"{registry.url}/v2/app/blobs/uploads/?{CREDENTIAL_QUERY}", method="POST",
-                             headers=credential_headers("live-77"))
-            assert status == 503
+        with LiveRegistry(env=self.env(receiver.url)) as registry:
+            missing = requests.get(f"{registry.url}/v2/app/manifests/missing", headers=credential_headers("live-404"),
+                                   timeout=10)
+            assert missing.status_code == 404 and "errors" in missing.json()
+            with registry.broken_storage():
+                failed = requests.post(f"{registry.url}/v2/app/blobs/uploads/?{CREDENTIAL_QUERY}",
+                                       headers=credential_headers("live-77"), timeout=10)
+            assert failed.status_code == 503 and failed.json()["errors"][0]["code"] == "UNAVAILABLE"
             receiver.wait_for_deliveries(1)  # sent while the server runs
-            registry.stop()
-        finally:
-            registry.stop()
-            if os.path.isfile(registry.root):
-                os.unlink(registry.root)
-                os.mkdir(registry.root)
-            registry.cleanup()
+        # Stopped, which flushed: anything else queued has arrived by now.
         [report] = self.reports(receiver)
         assert report.error_class.rsplit(".", 1)[-1] == "StorageError"
         assert report.route == "v2.start_upload"
@@ -383,14 +371,3 @@ class ReporterSuite:
         assert report.path == "/v2/app/blobs/uploads/"
         self.assert_no_credentials(receiver)
 
-
-def _status(url: str, method: str = "GET", headers: dict | None = None) -> int:
-    req = urllib.request.Request(url, method=method, headers=headers or {})
-    try:
-        with urllib.request.urlopen(req, timeout=10) as resp:
-            resp.read()
-            return resp.status
-    except urllib.error.HTTPError as e:
-        body = json.load(e)
-        assert "errors" in body, body
-        return e.code

@@ -1,10 +1,9 @@
-"""The ``reporting.bugsnag`` settings' value types (importing no SDK, so that
-loading the plugin stays cheap for commands that never report)."""
+"""Value types of ``reporting.bugsnag``: the API key, and the keys that
+moved to ``reporting.sentry``."""
 
 from __future__ import annotations
 
 from typing import Any
-from urllib.parse import urlsplit
 
 
 class ApiKey:
@@ -17,25 +16,6 @@ class ApiKey:
         if isinstance(value, str) and value.strip().isalnum():
             return value.strip()
         raise ValueError("expected the project's API key, such as 0123456789abcdef0123456789abcdef")
-
-
-class NotifyEndpoint:
-    """The URL events are posted to, ``http(s)://host[:port][/path]``, or
-    empty: Bugsnag's own."""
-
-    @classmethod
-    def coerce(cls, value: Any) -> str:
-        if value in (None, ""):
-            return ""
-        if isinstance(value, str):
-            try:
-                parts = urlsplit(value.strip())
-                port_ok = parts.port is None or parts.port > 0
-            except ValueError:
-                parts, port_ok = None, False
-            if parts and port_ok and parts.scheme in ("http", "https") and parts.hostname and not parts.username:
-                return value.strip()
-        raise ValueError("expected an http(s) URL such as https://notify.bugsnag.example.com")
 
 
 class Moved:

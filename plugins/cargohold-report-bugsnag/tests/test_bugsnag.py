@@ -14,7 +14,7 @@ from cargohold.app import create_app
 from cargohold.config import ConfigError
 from cargohold.testing.reporting import Report, ReporterSuite, SilentEndpoint, decoded_body
 
-from cargohold_report_bugsnag import EXTENSION
+from cargohold_report_bugsnag import plugin
 from cargohold_report_bugsnag.reporter import BackgroundDelivery
 
 APIKEY = "0123456789abcdef0123456789abcdef"
@@ -77,7 +77,7 @@ def test_without_an_apikey_nothing_is_set_up():
     for cfg in ({"storage": {"inmemory": {}}},
                 {"storage": {"inmemory": {}}, "reporting": {"bugsnag": {"apikey": "", "releasestage": "x"}}}):
         app = create_app(config=cfg, environ={})
-        assert EXTENSION not in app.extensions
+        assert plugin.reporter(app) is None
         app.cargohold_shutdown()
 
 
@@ -85,7 +85,7 @@ def test_client_is_the_apps_own_and_hooks_nothing_global():
     hooks = (sys.excepthook, threading.excepthook)
     app = create_app(config={"storage": {"inmemory": {}}, "reporting": {"bugsnag": {"apikey": APIKEY}}}, environ={})
     try:
-        configuration = app.extensions[EXTENSION].client.configuration
+        configuration = plugin.reporter(app).client.configuration
         assert configuration.endpoint == "https://notify.bugsnag.com"  # the default: Bugsnag's own
         assert configuration.release_stage == "production"
         assert configuration.auto_capture_sessions is False and configuration.auto_notify is False
@@ -130,7 +130,7 @@ def test_settings_come_from_the_environment():
         "CARGOHOLD_REPORTING_BUGSNAG_ENDPOINT": "http://127.0.0.1:9/notify",
     })
     try:
-        configuration = app.extensions[EXTENSION].client.configuration
+        configuration = plugin.reporter(app).client.configuration
         assert (configuration.api_key, configuration.release_stage, configuration.endpoint) == \
             (APIKEY, "ci", "http://127.0.0.1:9/notify")
     finally:

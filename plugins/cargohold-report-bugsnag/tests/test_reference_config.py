@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import importlib.util
 import json
-import shutil
 import socket
 import threading
 import urllib.error
@@ -97,17 +96,14 @@ def test_a_reference_reporting_section_starts_cargohold_unchanged(tmp_path):
         try:
             assert status(registry.url + "/v2/") == 200
             assert status(registry.url + "/v2/app/manifests/missing") == 404
-            shutil.rmtree(root)
-            root.write_text("not a directory")
-            assert status(registry.url + "/v2/app/blobs/uploads/", method="POST") == 503
+            with registry.broken_storage():
+                assert status(registry.url + "/v2/app/blobs/uploads/", method="POST") == 503
             receiver.wait_for_deliveries(1)
             registry.stop()
             with open(registry.log_path, errors="replace") as f:
                 log = f.read()
         finally:
             registry.stop()
-            if root.is_file():
-                root.unlink()
             registry.cleanup()
             collector.close()
 

@@ -14,44 +14,24 @@ Every unhandled error of a request (the ones answered 500 ``UNKNOWN`` or 503
 ``UNAVAILABLE``) is sent with the request's method, route, path, request id
 and authenticated user, never its credentials (see
 :mod:`cargohold_report_sentry.reporter`).  Without a ``reporting.sentry``
-section, or with an empty ``dsn``, the plugin does nothing.
+section, or with an empty ``dsn``, the plugin does nothing.  The hooks are
+the core's :class:`cargohold.reporting.ErrorReporterPlugin`.
 """
 
 from __future__ import annotations
 
-from cargohold import hookimpl
+from cargohold.reporting import ErrorReporterPlugin
 
 from cargohold_report_sentry.settings import DsnType, SampleRate
 
-#: Where each app keeps its reporter.
-EXTENSION = "cargohold_report_sentry"
+
+def start(settings):
+    from cargohold_report_sentry.reporter import ErrorReporter  # the SDK, only when configured
+
+    return ErrorReporter.from_settings(settings)
 
 
-@hookimpl
-def cargohold_config_schema():
-    return {"reporting.sentry": {"dsn": DsnType, "environment": str, "release": str, "samplerate": SampleRate}}
-
-
-@hookimpl
-def cargohold_startup(app):
-    settings = (app.config["CARGOHOLD"].get("reporting") or {}).get("sentry")
-    if settings and settings.get("dsn"):
-        from cargohold_report_sentry.reporter import ErrorReporter  # the SDK, only when configured
-
-        app.extensions[EXTENSION] = ErrorReporter.from_settings(settings)
-
-
-@hookimpl
-def cargohold_report_exception(error, request_info):
-    from flask import current_app
-
-    reporter = current_app.extensions.get(EXTENSION)
-    if reporter is not None:
-        reporter.report(error, request_info)
-
-
-@hookimpl
-def cargohold_shutdown(app):
-    reporter = app.extensions.pop(EXTENSION, None)
-    if reporter is not None:
-        reporter.close()
+#: The plugin (the entry point's object).
+plugin = ErrorReporterPlugin(
+    "sentry", {"dsn": DsnType, "environment": str, "release": str, "samplerate": SampleRate},
+    required="dsn", start=start)

@@ -1,30 +1,21 @@
-"""The ``reporting.sentry`` settings' value types (importing no SDK, so that
-loading the plugin stays cheap for commands that never report)."""
+"""Value types of ``reporting.sentry`` (importing no SDK, so that loading the
+plugin stays cheap for commands that never report)."""
 
 from __future__ import annotations
 
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import SplitResult
+
+from cargohold.config import HttpUrl
 
 
-class DsnType:
-    """A DSN, ``http(s)://<public key>@<host>[:port]/<project id>``, or empty."""
+class _Dsn(HttpUrl):
+    def accept(self, parts: SplitResult) -> bool:
+        return parts.path.rstrip("/").rpartition("/")[2].isdigit()  # the project id
 
-    @classmethod
-    def coerce(cls, value: Any) -> str:
-        if value in (None, ""):
-            return ""
-        if isinstance(value, str):
-            try:
-                parts = urlsplit(value)
-                port_ok = parts.port is None or parts.port > 0
-            except ValueError:
-                parts, port_ok = None, False
-            project = parts.path.rstrip("/").rpartition("/")[2] if parts else ""
-            if parts and port_ok and parts.scheme in ("http", "https") and parts.username and parts.hostname \
-                    and project.isdigit():
-                return value
-        raise ValueError("expected a DSN such as https://<key>@errors.example.com/<project>")
+
+#: A DSN, ``http(s)://<public key>@<host>[:port]/<project id>``, or empty.
+DsnType = _Dsn("a DSN such as https://<key>@errors.example.com/<project>", userinfo=True)
 
 
 class SampleRate:

@@ -13,7 +13,7 @@ from cargohold.config import ConfigError
 from cargohold.scrub import FILTERED
 from cargohold.testing.reporting import Report, ReporterSuite, decoded_body
 
-from cargohold_report_sentry import EXTENSION
+from cargohold_report_sentry import plugin
 from cargohold_report_sentry.reporter import scrub
 
 
@@ -77,7 +77,7 @@ def test_without_a_dsn_nothing_is_set_up():
     for cfg in ({"storage": {"inmemory": {}}},
                 {"storage": {"inmemory": {}}, "reporting": {"sentry": {"dsn": ""}}}):
         app = create_app(config=cfg, environ={})
-        assert EXTENSION not in app.extensions
+        assert plugin.reporter(app) is None
         app.cargohold_shutdown()
 
 
@@ -106,7 +106,7 @@ def test_settings_come_from_the_environment():
     })
     try:
         assert app.config["CARGOHOLD"]["reporting"]["sentry"] == {"dsn": url, "samplerate": 0.5, "environment": "ci"}
-        assert app.extensions[EXTENSION].client.options["sample_rate"] == 0.5
+        assert plugin.reporter(app).client.options["sample_rate"] == 0.5
     finally:
         app.cargohold_shutdown()
 
