@@ -1,8 +1,9 @@
 """Sending a request's unhandled error to Bugsnag, without credentials.
 
-One :class:`bugsnag.Client` per app (never the package's global one), set up
-for nothing but the reports sent here: no ``sys.excepthook``, no automatic
-notification, no sessions, no breadcrumbs, no environment.
+One :class:`bugsnag.Client` per app (never the package's global one, whose
+``sys.excepthook`` is removed on import), set up for nothing but the reports
+sent here: no ``sys.excepthook``, no automatic notification, no sessions, no
+breadcrumbs, no environment.
 
 What an event carries (Bugsnag's notify payload, version 4):
 
@@ -48,6 +49,12 @@ import cargohold
 from cargohold.scrub import CREDENTIAL_FRAGMENTS, scrub_headers, scrub_values
 
 log = logging.getLogger("cargohold.report.bugsnag")
+
+# Importing bugsnag makes the package's global default client, which hooks
+# sys.excepthook and threading.excepthook: with BUGSNAG_API_KEY in the
+# environment it would send any uncaught exception of the process, outside
+# this plugin's scrubbing.  Only the apps' own clients report.
+bugsnag.legacy.default_client.uninstall_sys_hook()
 
 #: Seconds one POST to the endpoint may take.
 POST_TIMEOUT = 5.0

@@ -83,6 +83,8 @@ def test_without_an_apikey_nothing_is_set_up():
 
 def test_client_is_the_apps_own_and_hooks_nothing_global():
     hooks = (sys.excepthook, threading.excepthook)
+    # Not even the package's global client, made when it was imported.
+    assert not any(hasattr(hook, "bugsnag_client") for hook in hooks)
     app = create_app(config={"storage": {"inmemory": {}}, "reporting": {"bugsnag": {"apikey": APIKEY}}}, environ={})
     try:
         configuration = plugin.reporter(app).client.configuration
