@@ -46,7 +46,7 @@ class TestBugsnagReporter(ReporterSuite):
         assert delivery.headers["Bugsnag-Payload-Version"] == "4.0"
         assert delivery.headers["Content-Type"] == "application/json"
         payload = json.loads(decoded_body(delivery))
-        assert payload["apiKey"] == APIKEY and payload["payloadVersion"] == "4.0"
+        assert payload["apiKey"] == APIKEY
         [event] = payload["events"]
         assert event["releaseStage"] == "staging"
         assert event["severity"] == "error" and event["unhandled"] is True
