@@ -47,12 +47,13 @@ import math
 import os
 import re
 from typing import Any, Mapping
+from urllib.parse import SplitResult, urlsplit
 
 import yaml
 
 __all__ = [
     "ANY_KEY", "CORE_SCHEMA", "DEFAULTS", "RESERVED_ENV", "STORAGE_RESERVED",
-    "ConfigError", "Duration", "OneOf", "Size", "Workers",
+    "ConfigError", "Duration", "HttpUrl", "OneOf", "Size", "Workers",
     "auth_provider", "check_section", "disabled_plugins", "is_secret_key", "mask_secrets", "parse_addr",
     "read_config",
     "storage_driver", "validate",
@@ -217,6 +218,39 @@ class OneOf:
 
     def __repr__(self) -> str:
         return f"OneOf{self.choices!r}"
+
+
+class HttpUrl:
+    """An ``http://`` or ``https://`` URL with a host (and a valid port, if
+    it has one), stripped; or empty, ``""``.  ``userinfo`` says whether the
+    URL must have a ``user@`` part (a DSN's key) or must not (the default:
+    credentials have keys of their own).  ``expected`` ends the message for
+    a bad value.  Subclasses add checks in :meth:`accept`."""
+
+    def __init__(self, expected: str = "an http(s) URL such as https://example.com/path", userinfo: bool = False):
+        self.expected = expected
+        self.userinfo = userinfo
+
+    def coerce(self, value: Any) -> str:
+        if value in (None, ""):
+            return ""
+        text = value.strip() if isinstance(value, str) else ""
+        try:
+            parts = urlsplit(text)
+            ok = (parts.scheme in ("http", "https") and bool(parts.hostname) and (parts.port is None or parts.port > 0)
+                  and bool(parts.username) == self.userinfo and self.accept(parts))
+        except ValueError:  # a bad port
+            ok = False
+        if not ok:
+            raise ValueError(f"expected {self.expected}")
+        return text
+
+    def accept(self, parts: SplitResult) -> bool:
+        """Whether a well-formed URL, split, is acceptable here too."""
+        return True
+
+    def __repr__(self) -> str:
+        return f"HttpUrl({self.expected!r})"
 
 
 class Workers:

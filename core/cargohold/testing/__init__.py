@@ -4,12 +4,16 @@
   every storage driver runs against itself.
 * :mod:`cargohold.testing.server`: ``LiveRegistry``, a real ``cargohold serve``
   process on a free loopback port, for black-box and end-to-end tests
-  (``tls_ca=`` for one serving HTTPS).
+  (``tls_ca=`` for one serving HTTPS; ``broken_storage()`` makes every
+  storage call fail for a while).
 * :mod:`cargohold.testing.auth`: bcrypt htpasswd files and Basic headers.
 * :mod:`cargohold.testing.tls`: a CA and server certificates made by openssl.
 * :mod:`cargohold.testing.nginx`: a real nginx on loopback, from a config file.
 * :mod:`cargohold.testing.notifications`: ``EventReceiver``, a real HTTP
   endpoint on loopback that records the notifications it receives.
+* :mod:`cargohold.testing.reporting`: ``ReporterSuite``, the contract every
+  error-reporting plugin runs against itself, with ``ReportReceiver``, a real
+  HTTP endpoint on loopback standing in for the error service.
 * :mod:`cargohold.testing.services`: ``ServiceProcess``, a backend service
   (an object-store emulator) as a real process on a free loopback port that
   can be stopped and restarted; ``find_tool`` locates its executable;

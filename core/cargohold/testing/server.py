@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+import shutil
 import signal
 import socket
 import ssl
@@ -96,6 +98,21 @@ class LiveRegistry:
             time.sleep(0.05)
         self.stop()
         raise RuntimeError(f"cargohold serve did not answer on {self.url} within {timeout}s:\n{self.log()}")
+
+    @contextlib.contextmanager
+    def broken_storage(self):
+        """While in the block, the filesystem storage root is a file: every
+        storage call fails, and the registry answers 503 ``UNAVAILABLE``.
+        The root comes back as an empty directory."""
+        if os.path.isdir(self.root):
+            shutil.rmtree(self.root)
+        with open(self.root, "w") as f:
+            f.write("not a directory")
+        try:
+            yield
+        finally:
+            os.unlink(self.root)
+            os.mkdir(self.root)
 
     def ssl_context(self) -> ssl.SSLContext | None:
         """A client context trusting ``tls_ca``, or ``None`` without TLS."""

@@ -1,56 +1,46 @@
-"""Bugsnag-style error reporting for cargohold, built on sentry-sdk.
+"""Bugsnag error reporting for cargohold, on the official ``bugsnag`` package.
 
-Configured by ``reporting.bugsnag``::
+Configured by ``reporting.bugsnag``, with the reference registry's keys::
 
     reporting:
       bugsnag:
-        dsn: https://<key>@errors.example.com/<project>
-        environment: production
-        release: cargohold@1.4.2
-        samplerate: 1.0
+        apikey: 0123456789abcdef0123456789abcdef
+        releasestage: production
+        endpoint: https://notify.bugsnag.example.com   # default: Bugsnag's own
 
 Every unhandled error of a request (the ones answered 500 ``UNKNOWN`` or 503
-``UNAVAILABLE``) is sent with the request's method, route, path, request id
-and authenticated user, never its credentials (see
+``UNAVAILABLE``) is sent with its stack trace, the request's route, method,
+path, request id and authenticated user, never its credentials (see
 :mod:`cargohold_report_bugsnag.reporter`).  Without a ``reporting.bugsnag``
-section, or with an empty ``dsn``, the plugin does nothing.
+section, or with an empty ``apikey``, the plugin does nothing.  The hooks
+are the core's :class:`cargohold.reporting.ErrorReporterPlugin`.
+
+Earlier versions of this plugin spoke the Sentry protocol under the same
+section; their ``dsn``, ``environment``, ``release`` and ``samplerate`` keys
+stop start-up with a message pointing to ``reporting.sentry`` (the
+``cargohold-report-sentry`` plugin).
 """
 
 from __future__ import annotations
 
-from cargohold import hookimpl
+from cargohold.config import HttpUrl
+from cargohold.reporting import ErrorReporterPlugin
 
-from cargohold_report_bugsnag.settings import DsnType, SampleRate
+from cargohold_report_bugsnag.settings import ApiKey, Moved
 
-#: Where each app keeps its reporter.
-EXTENSION = "cargohold_report_bugsnag"
-
-
-@hookimpl
-def cargohold_config_schema():
-    return {"reporting.bugsnag": {"dsn": DsnType, "environment": str, "release": str, "samplerate": SampleRate}}
+_SENTRY = "the Sentry reporter, cargohold-report-sentry"
 
 
-@hookimpl
-def cargohold_startup(app):
-    settings = (app.config["CARGOHOLD"].get("reporting") or {}).get("bugsnag")
-    if settings and settings.get("dsn"):
-        from cargohold_report_bugsnag.reporter import ErrorReporter  # the SDK, only when configured
+def start(settings):
+    from cargohold_report_bugsnag.reporter import BugsnagReporter  # the package, only when configured
 
-        app.extensions[EXTENSION] = ErrorReporter.from_settings(settings)
+    return BugsnagReporter.from_settings(settings)
 
 
-@hookimpl
-def cargohold_report_exception(error, request_info):
-    from flask import current_app
-
-    reporter = current_app.extensions.get(EXTENSION)
-    if reporter is not None:
-        reporter.report(error, request_info)
-
-
-@hookimpl
-def cargohold_shutdown(app):
-    reporter = app.extensions.pop(EXTENSION, None)
-    if reporter is not None:
-        reporter.close()
+#: The plugin (the entry point's object).
+plugin = ErrorReporterPlugin("bugsnag", {
+    "apikey": ApiKey,
+    "releasestage": str,
+    "endpoint": HttpUrl("an http(s) URL such as https://notify.bugsnag.example.com"),
+    **{key: Moved(f"reporting.sentry.{key}", _SENTRY) for key in ("dsn", "environment", "release", "samplerate")},
+}, required="apikey", start=start)

@@ -10,7 +10,6 @@ import base64
 import json
 import os
 import re
-import shutil
 import urllib.error
 import urllib.request
 
@@ -74,18 +73,12 @@ def test_transactions_are_named_per_route_and_errors_recorded(audit_log):
         assert request(registry.url + "/v2/team/app/tags/list") == 404
         assert request(registry.url + "/not-a-route") == 404
         assert request(registry.url + "/healthz") == 200
-        # A storage failure: the storage root becomes a file.
-        shutil.rmtree(registry.root)
-        with open(registry.root, "w") as f:
-            f.write("not a directory")
-        assert request(registry.url + "/v2/team/app/blobs/uploads/", method="POST",
-                       headers={**credentials, "X-Request-Id": "nr-err-1"}) == 503
+        with registry.broken_storage():
+            assert request(registry.url + "/v2/team/app/blobs/uploads/", method="POST",
+                           headers={**credentials, "X-Request-Id": "nr-err-1"}) == 503
         registry.stop()  # the agent's last harvest happens at shutdown
     finally:
         registry.stop()
-        if os.path.isfile(registry.root):
-            os.unlink(registry.root)
-            os.mkdir(registry.root)
         registry.cleanup()
     assert os.path.exists(audit_log), f"the agent wrote no audit log:\n{registry.log()}"
     sent = harvest(audit_log)
