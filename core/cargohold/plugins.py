@@ -19,6 +19,7 @@ from typing import Any, Iterable
 import pluggy
 
 from cargohold import PROJECT_NAME, hookspecs
+from cargohold.config import ConfigError
 
 log = logging.getLogger(__name__)
 
@@ -198,7 +199,7 @@ def call_startup(pm: pluggy.PluginManager, hook_name: str, **kwargs) -> list:
 def _startup_call(hook, hook_name: str, kwargs: dict) -> list:
     try:
         return hook(**kwargs)
-    except StartupError:
+    except (StartupError, ConfigError):  # already name what is wrong
         raise
     except Exception as e:
         impl = failing_impl(hook, e)

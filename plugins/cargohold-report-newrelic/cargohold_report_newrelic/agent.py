@@ -59,6 +59,11 @@ class NewRelicAgent:
         agent_settings.license_key = license_key or None
         agent_settings.app_name = name
         agent_settings.developer_mode = developer_mode
+        if developer_mode:
+            # Developer mode sends nothing; without this the agent still
+            # probes cloud metadata hosts while building its connect payload.
+            for vendor in ("aws", "azure", "azureappservice", "azurefunction", "gcp", "pcf"):
+                setattr(agent_settings.utilization, f"detect_{vendor}", False)
         ignored = set(agent_settings.error_collector.ignore_classes) | set(client_error_classes())
         agent_settings.error_collector.ignore_classes = sorted(ignored)
         if settings.get("verbose"):
