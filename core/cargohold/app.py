@@ -214,9 +214,7 @@ def load_config(config_path: str | None = None, environ: Mapping[str, str] | Non
     ``cargohold_config_schema``."""
     raw = config_mod.read_config(config_path, os.environ if environ is None else environ, overrides=overrides)
     pm = build_plugin_manager(config_mod.disabled_plugins(raw))
-    schemas: dict[str, Any] = {}
-    for contributed in pm.hook.cargohold_config_schema():
-        schemas.update(contributed or {})
+    schemas = config_mod.config_schemas(pm.hook.cargohold_config_schema())
     return config_mod.validate(raw, schemas), pm
 
 

@@ -135,10 +135,11 @@ def _cmd_serve(args: argparse.Namespace) -> int:
 def _cmd_config(args: argparse.Namespace) -> int:
     import yaml
 
-    from cargohold.config import mask_secrets
+    from cargohold.config import config_schemas, mask_secrets
 
-    config, _ = load_config(args.config)
-    sys.stdout.write(yaml.safe_dump(mask_secrets(config), sort_keys=False, default_flow_style=False))
+    config, pm = load_config(args.config)
+    schemas = config_schemas(pm.hook.cargohold_config_schema())
+    sys.stdout.write(yaml.safe_dump(mask_secrets(config, schemas), sort_keys=False, default_flow_style=False))
     return 0
 
 

@@ -54,7 +54,7 @@ import yaml
 __all__ = [
     "ANY_KEY", "CORE_SCHEMA", "DEFAULTS", "RESERVED_ENV", "STORAGE_RESERVED",
     "ConfigError", "Duration", "HttpUrl", "OneOf", "Size", "Workers",
-    "auth_provider", "check_section", "disabled_plugins", "is_secret_key", "mask_secrets", "parse_addr",
+    "auth_provider", "check_section", "config_schemas", "disabled_plugins", "is_secret", "mask_secrets", "parse_addr",
     "read_config",
     "storage_driver", "validate",
 ]
@@ -113,11 +113,6 @@ _REFERENCE_ONLY = frozenset({
     "validation.disabled", "validation.manifests.urls", "validation.manifests.indexes",
 })
 
-_SECRET_NAMES = frozenset({
-    "secret", "password", "accountkey", "secretkey", "licensekey", "privatekey", "private_key",
-    "apikey", "dsn",
-    "connectionstring", "sastoken",  # Azure: both embed a credential
-})
 
 
 class ConfigError(Exception):
@@ -270,6 +265,25 @@ class Workers:
         return n
 
 
+class Secret:
+    """A credential (a password, an access key, a DSN): a string that
+    ``cargohold config`` shows as ``******`` and errors describe as "a
+    hidden value".  Each plugin declares its own secret keys with it in
+    ``cargohold_config_schema``; any other value type becomes secret by
+    having a true ``secret`` attribute."""
+
+    secret = True
+
+    @classmethod
+    def coerce(cls, value: Any) -> str:
+        return _coerce_str(value)
+
+
+def is_secret(schema: Any) -> bool:
+    """Whether a schema entry declares a secret value (see :class:`Secret`)."""
+    return getattr(schema, "secret", False) is True
+
+
 def _coerce_str(value: Any) -> str:
     if isinstance(value, str):
         return value
@@ -366,7 +380,7 @@ CORE_SCHEMA: dict[str, Any] = {
         "addr": str,
         "host": str,
         "trustedproxies": int,
-        "secret": str,
+        "secret": Secret,
         "prefix": str,
         "tls": {
             "certificate": str,
@@ -656,7 +670,7 @@ def _check(value: Any, schema: Any, path: str, problems: list[str], root: dict) 
         if value is None:
             value = {}
         if not isinstance(value, Mapping):
-            problems.append(f"{path}: expected a section (a mapping of keys), got {_describe(value, path)}")
+            problems.append(f"{path}: expected a section (a mapping of keys), got {_describe(value)}")
             return value
         out = {}
         for key, sub in value.items():
@@ -681,7 +695,7 @@ def _check(value: Any, schema: Any, path: str, problems: list[str], root: dict) 
     try:
         return coerce(value)
     except ValueError as e:
-        problems.append(f"{path}: {e}, got {_describe(value, path)}")
+        problems.append(f"{path}: {e}, got {_describe(value, is_secret(schema))}")
         return value
 
 
@@ -819,26 +833,44 @@ def disabled_plugins(raw: Mapping) -> list[str]:
         raise ConfigError(_with_origin(problem, getattr(raw, "origins", {}))) from None
 
 
-def is_secret_key(name: str) -> bool:
-    """Whether a key's value is a credential to hide from output."""
-    return isinstance(name, str) and name.lower() in _SECRET_NAMES
+def config_schemas(contributed) -> dict[str, Any]:
+    """Merge the ``{dotted section: schema}`` dicts plugins return from
+    ``cargohold_config_schema`` (the hook's results, in call order)."""
+    schemas: dict[str, Any] = {}
+    for entry in contributed:
+        schemas.update(entry or {})
+    return schemas
 
 
-def mask_secrets(config: Any) -> Any:
+def mask_secrets(config: Any, schemas: Mapping[str, Mapping] | None = None) -> Any:
     """A copy of ``config`` with every non-empty secret value replaced by
-    ``"******"`` (see :func:`is_secret_key`), recursing into lists."""
-    if isinstance(config, Mapping):
-        return {
-            k: ("******" if is_secret_key(k) and v not in (None, "") else mask_secrets(v))
-            for k, v in config.items()
-        }
-    if isinstance(config, list):
-        return [mask_secrets(v) for v in config]
-    return config
+    ``"******"``: the keys the core's schema and ``schemas`` (as
+    :func:`validate` takes them) declare :class:`Secret`, and, in parts no
+    schema describes (a section without a contributed schema, the entries
+    of a list), keys with a credential-like name
+    (:func:`cargohold.scrub.is_credential_name`)."""
+    return _mask(config, _schema_tree(schemas or {}))
 
 
-def _describe(value: Any, path: str = "") -> str:
-    if path and is_secret_key(path.rsplit(".", 1)[-1]) and not isinstance(value, (Mapping, list)):
+def _mask(value: Any, schema: Any) -> Any:
+    from cargohold.scrub import is_credential_name
+
+    if isinstance(value, list):
+        return [_mask(v, None) for v in value]
+    if not isinstance(value, Mapping):
+        return value
+    described = isinstance(schema, dict)
+    out = {}
+    for key, sub in value.items():
+        entry = (schema[key] if key in schema else schema.get(ANY_KEY)) if described else None
+        secret = is_secret(entry) if entry is not None else is_credential_name(key)
+        hide = secret and sub not in (None, "", []) and not isinstance(sub, Mapping)
+        out[key] = "******" if hide else _mask(sub, entry if isinstance(entry, dict) else None)
+    return out
+
+
+def _describe(value: Any, secret: bool = False) -> str:
+    if secret and not isinstance(value, (Mapping, list)):
         return "a hidden value"
     if isinstance(value, Mapping):
         return "a mapping"

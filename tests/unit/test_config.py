@@ -6,7 +6,7 @@ import pytest
 
 from cargohold.config import (
     DEFAULTS, ConfigError, Duration, OneOf, Size, auth_provider, check_driver_params, disabled_plugins,
-    mask_secrets, parse_addr, read_config, storage_driver, text_setting, validate,
+    Secret, mask_secrets, parse_addr, read_config, storage_driver, text_setting, validate,
 )
 
 
@@ -335,6 +335,38 @@ def test_parse_addr(addr, expected):
 def test_parse_addr_rejects(addr):
     with pytest.raises(ValueError):
         parse_addr(addr)
+
+
+def test_mask_secrets_follows_the_schemas_secret_type():
+    class Token:
+        secret = True
+
+        @classmethod
+        def coerce(cls, value):
+            return str(value)
+
+    schemas = {"reporting.example": {"licence": Secret, "project": str, "dsn": Token},
+               "storage.example": {"key": Secret, "secretive": str}}
+    config = {"reporting": {"example": {"licence": "l1", "project": "p", "dsn": "https://k@h/1"}},
+              "storage": {"example": {"key": "k", "secretive": "visible"}}}
+    masked = mask_secrets(config, schemas)
+    assert masked["reporting"]["example"] == {"licence": "******", "project": "p", "dsn": "******"}
+    # declared not secret: shown, whatever its name says
+    assert masked["storage"]["example"] == {"key": "******", "secretive": "visible"}
+
+
+def test_secret_values_are_hidden_in_errors():
+    class Dsn:
+        secret = True
+
+        @classmethod
+        def coerce(cls, value):
+            raise ValueError("expected a DSN")
+
+    with pytest.raises(ConfigError) as info:
+        validate({"reporting": {"example": {"dsn": "hunter2"}}}, {"reporting.example": {"dsn": Dsn}})
+    assert "reporting.example.dsn: expected a DSN, got a hidden value" in str(info.value)
+    assert "hunter2" not in str(info.value)
 
 
 def test_mask_secrets():

@@ -9,6 +9,8 @@ from typing import Any
 class ApiKey:
     """A Bugsnag project's API key (letters and digits), or empty: off."""
 
+    secret = True
+
     @classmethod
     def coerce(cls, value: Any) -> str:
         if value in (None, ""):

@@ -20,6 +20,7 @@ Without a ``reporting.newrelic`` section the plugin does nothing.
 from __future__ import annotations
 
 from cargohold import hookimpl
+from cargohold.config import Secret
 
 #: Where each app keeps its agent handle.
 EXTENSION = "cargohold_report_newrelic"
@@ -27,7 +28,7 @@ EXTENSION = "cargohold_report_newrelic"
 
 @hookimpl
 def cargohold_config_schema():
-    return {"reporting.newrelic": {"licensekey": str, "name": str, "verbose": bool, "developermode": bool}}
+    return {"reporting.newrelic": {"licensekey": Secret, "name": str, "verbose": bool, "developermode": bool}}
 
 
 @hookimpl

@@ -10,6 +10,8 @@ from cargohold.config import HttpUrl
 
 
 class _Dsn(HttpUrl):
+    secret = True  # the DSN carries the project's key
+
     def accept(self, parts: SplitResult) -> bool:
         return parts.path.rstrip("/").rpartition("/")[2].isdigit()  # the project id
 

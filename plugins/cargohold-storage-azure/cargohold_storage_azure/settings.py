@@ -15,7 +15,7 @@ import re
 from typing import Any
 from urllib.parse import urlsplit
 
-from cargohold.config import Duration, OneOf, Size, check_driver_params, text_setting as _text
+from cargohold.config import Duration, OneOf, Secret, Size, check_driver_params, text_setting as _text
 
 SECTION = "storage.azure"
 
@@ -29,17 +29,17 @@ CREDENTIAL_TYPES = ("shared_key", "client_secret", "default_credentials")
 
 SCHEMA: dict[str, Any] = {
     "accountname": str,
-    "accountkey": str,
+    "accountkey": Secret,
     "container": str,
     "realm": str,
     "serviceurl": str,
-    "connectionstring": str,
-    "sastoken": str,
+    "connectionstring": Secret,
+    "sastoken": Secret,
     "credentials": {
         "type": OneOf(*CREDENTIAL_TYPES),
         "clientid": str,
         "tenantid": str,
-        "secret": str,
+        "secret": Secret,
     },
     "rootdirectory": str,
     "redirectexpiry": Duration,

@@ -401,7 +401,7 @@ def test_app_configured_from_environment(azurite):
     assert driver.name == "azure"
     assert (driver.blocksize, driver.redirectexpiry) == (2 * MiB, 300.0)
     assert driver.container.container_name == "fromenv"
-    masked = mask_secrets(app.config["CARGOHOLD"])["storage"]["azure"]
+    masked = mask_secrets(app.config["CARGOHOLD"], plugin.cargohold_config_schema())["storage"]["azure"]
     assert masked["accountkey"] == "******"
     with pytest.raises(ConfigError, match="storage.azure.blocksize"):
         create_app(environ={**env, "CARGOHOLD_STORAGE_AZURE_BLOCKSIZE": "huge"})
@@ -411,11 +411,14 @@ def test_app_configured_from_environment(azurite):
         create_app(environ={**env, "CARGOHOLD_STORAGE_AZURE_ACOUNTNAME": "x"})
 
 
-def test_secrets_masked():
+def test_secrets_masked_as_the_schema_declares():
     masked = mask_secrets({"storage": {"azure": {"connectionstring": "AccountKey=secret", "sastoken": "sig=x",
-                                                 "credentials": {"secret": "s"}}}})
+                                                 "accountkey": "k", "accountname": "acct",
+                                                 "credentials": {"secret": "s", "clientid": "c"}}}},
+                          plugin.cargohold_config_schema())
     assert masked["storage"]["azure"] == {"connectionstring": "******", "sastoken": "******",
-                                          "credentials": {"secret": "******"}}
+                                          "accountkey": "******", "accountname": "acct",
+                                          "credentials": {"secret": "******", "clientid": "c"}}
 
 
 def test_entry_point_and_hooks():

@@ -14,7 +14,7 @@ import re
 from typing import Any
 from urllib.parse import urlsplit
 
-from cargohold.config import Duration, Size, check_driver_params, text_setting as _text
+from cargohold.config import Duration, Secret, Size, check_driver_params, text_setting as _text
 
 SECTION = "storage.s3"
 
@@ -36,7 +36,7 @@ SCHEMA: dict[str, Any] = {
     "region": str,
     "regionendpoint": str,
     "accesskey": str,
-    "secretkey": str,
+    "secretkey": Secret,
     "rootdirectory": str,
     "encrypt": bool,
     "keyid": str,
