@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from flask import Response, request
 
-from cargohold.api.base import content_length, empty, location, registry, require_deletes, state, v2
+from cargohold.api.base import content_length, empty, location, read_body, registry, require_deletes, state, v2
 from cargohold import events
 from cargohold.errors import DigestInvalid, ManifestTooLarge, ManifestUnknown, TagInvalid
 from cargohold.manifests import parse
@@ -65,7 +65,7 @@ def _read_manifest_body() -> bytes:
     length = content_length()
     if length is not None and length > limit:
         raise ManifestTooLarge(detail={"limit": limit, "size": length})
-    raw = request.stream.read(limit + 1)
+    raw = read_body(limit)
     if len(raw) > limit:
         raise ManifestTooLarge(detail={"limit": limit})
     return raw
