@@ -11,6 +11,7 @@ from cargohold.auth import Access
 from cargohold.auth import authorize as authorize_request
 from cargohold.errors import BlobUploadInvalid, SizeInvalid, Unsupported
 from cargohold.reference import check_name
+from cargohold.request_context import external_url
 
 API_VERSION_HEADER = ("Docker-Distribution-API-Version", "registry/2.0")
 BODY_CHUNK = 1 << 20
@@ -69,17 +70,12 @@ def authorize() -> None:
 
 
 def location(path: str) -> str:
-    """A ``Location`` value: absolute when ``http.host`` is configured, or
-    built from the trusted proxy's ``X-Forwarded-Proto``/``-Host`` with
+    """A ``Location`` or ``Link`` URL for the app path ``path``, below
+    ``http.prefix``: absolute when ``http.host`` is configured, or built from
+    the trusted proxy's ``X-Forwarded-Proto``/``-Host`` with
     ``http.trustedproxies``; else relative, which clients resolve against
     the URL they requested (so through any proxy)."""
-    http = state().config["http"]
-    path = request.script_root + path  # under http.prefix
-    if http["host"]:
-        return http["host"].rstrip("/") + path
-    if http.get("trustedproxies"):
-        return f"{request.scheme}://{request.host}{path}"
-    return path
+    return external_url(path, absolute=bool(state().config["http"].get("trustedproxies")))
 
 
 def require_deletes() -> None:

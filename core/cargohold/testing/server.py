@@ -121,12 +121,15 @@ class LiveRegistry:
         self._log = open(self.log_path, "wb")
         self.proc = subprocess.Popen(cmd, env=env, stdout=self._log, stderr=subprocess.STDOUT,
                                      start_new_session=True)
+        # Served below http.prefix when the environment sets one.
+        prefix = self.env.get("CARGOHOLD_HTTP_PREFIX", "").strip("/")
+        probe = f"{self.url}{'/' + prefix if prefix else ''}/v2/"
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"cargohold serve exited with {self.proc.returncode}:\n{self.log()}")
             try:
-                with urllib.request.urlopen(self.url + "/v2/", timeout=1, context=self.ssl_context()) as resp:
+                with urllib.request.urlopen(probe, timeout=1, context=self.ssl_context()) as resp:
                     if resp.status == 200:
                         return self
             except urllib.error.HTTPError as e:
