@@ -84,7 +84,8 @@ def create_app(config: Mapping[str, Any] | None = None, config_path: str | None 
     metrics = RegistryMetrics.from_environ()
     driver.stats.add_observer(metrics.storage_observer(storage_name))
     app.extensions["cargohold"] = RegistryState(
-        config=cfg, pm=pm, driver=driver, registry=Registry(driver), auth=auth,
+        config=cfg, pm=pm, driver=driver, auth=auth,
+        registry=Registry(driver, manifest_cache_bytes=cfg["storage"]["cache"]["manifestsize"]),
         storage_name=storage_name, auth_name=auth_name, metrics=metrics,
     )
 

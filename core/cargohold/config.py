@@ -79,6 +79,7 @@ DEFAULTS: dict[str, Any] = {
         "maintenance": {
             "uploadpurging": {"enabled": True, "age": "168h", "interval": "24h", "dryrun": False},
         },
+        "cache": {"manifestsize": "64MiB"},
     },
     "http": {
         "addr": ":5000",
@@ -104,7 +105,7 @@ DEFAULTS: dict[str, Any] = {
 _REFERENCE_ONLY = frozenset({
     "loglevel", "middleware", "redis", "health", "proxy",
     "log.hooks",
-    "storage.cache", "storage.tag", "storage.maintenance.readonly",
+    "storage.cache.blobdescriptor", "storage.cache.blobdescriptorsize", "storage.tag", "storage.maintenance.readonly",
     "http.net", "http.relativeurls", "http.http2", "http.h2c",
     "http.tls.clientauth", "http.tls.ciphersuites", "http.tls.letsencrypt",
     "notifications.events",
@@ -322,6 +323,7 @@ CORE_SCHEMA: dict[str, Any] = {
         "maintenance": {
             "uploadpurging": {"enabled": bool, "age": Duration, "interval": Duration, "dryrun": bool},
         },
+        "cache": {"manifestsize": Size},  # bytes of manifests each process keeps in memory
         ANY_KEY: dict,  # the driver's section; its plugin may contribute a schema
     },
     "http": {
