@@ -51,21 +51,19 @@ class ClientInput:
         return SizeInvalid("the request body ended before its last chunk: the client stopped sending",
                            detail={"received": self._received})
 
-    def read(self, size: int | None = -1) -> bytes:
+    def _counted(self, method, size: int | None) -> bytes:
         try:
-            data = self._stream.read() if size is None or size < 0 else self._stream.read(size)
+            data = method() if size is None or size < 0 else method(size)
         except OSError as e:
             raise self._error(e) from None
         self._received += len(data)
         return data
 
+    def read(self, size: int | None = -1) -> bytes:
+        return self._counted(self._stream.read, size)
+
     def readline(self, size: int | None = -1) -> bytes:
-        try:
-            data = self._stream.readline() if size is None or size < 0 else self._stream.readline(size)
-        except OSError as e:
-            raise self._error(e) from None
-        self._received += len(data)
-        return data
+        return self._counted(self._stream.readline, size)
 
     def readlines(self, hint: int | None = -1) -> list[bytes]:
         lines = []

@@ -10,7 +10,7 @@ from cargohold.storage import paths
 from cargohold.storage.driver import StorageDriver, StorageError
 from cargohold.storage.inmemory import InMemoryDriver
 
-from .helpers import digest_of, error_code, image_manifest, push_blob, push_image, put_manifest
+from .helpers import ReportLog, digest_of, error_code, image_manifest, push_blob, push_image, put_manifest
 
 SECRET = "/mnt/backend-7/secret-volume"
 
@@ -213,19 +213,10 @@ def test_failed_manifest_write_leaves_no_tag(flaky):
     assert put_manifest(client, "app", "v1", raw).status_code == 201
 
 
-class Reports:
-    def __init__(self):
-        self.errors = []
-
-    @hookimpl
-    def cargohold_report_exception(self, error):
-        self.errors.append(error)
-
-
 def test_blob_data_removed_behind_a_cached_size_is_unknown_not_a_storage_failure(make_app):
     # Another process (a replica, a garbage collection) removed the bytes
     # after this one cached the blob's size: the blob is gone, not the backend.
-    reports = Reports()
+    reports = ReportLog()
     app = make_app(plugins=[reports])
     client = app.test_client()
     blob = push_blob(client, "app", b"soon gone")
