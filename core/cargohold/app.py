@@ -18,12 +18,13 @@ from typing import Any, Mapping
 
 import pluggy
 from flask import Flask, g, request
-from werkzeug.exceptions import HTTPException, MethodNotAllowed as WerkzeugMethodNotAllowed
+from werkzeug.exceptions import ClientDisconnected, HTTPException, MethodNotAllowed as WerkzeugMethodNotAllowed
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 from cargohold import config as config_mod
 from cargohold.auth import AuthProvider
-from cargohold.errors import MethodNotAllowed, NotFound, RegistryError, Unavailable, Unknown
+from cargohold.client_input import ClientInputMiddleware
+from cargohold.errors import MethodNotAllowed, NotFound, RegistryError, SizeInvalid, Unavailable, Unknown
 from cargohold.events.dispatch import build_notifier
 from cargohold.metrics import ROUTE_KEY, UNMATCHED, UPLOAD_ENDPOINTS, UPLOAD_KEY, MeteredApp, RegistryMetrics
 from cargohold.plugins import StartupError, build_plugin_manager, call_each, call_startup, chain_each, collect_named
@@ -84,7 +85,8 @@ def create_app(config: Mapping[str, Any] | None = None, config_path: str | None 
     metrics = RegistryMetrics.from_environ()
     driver.stats.add_observer(metrics.storage_observer(storage_name))
     app.extensions["cargohold"] = RegistryState(
-        config=cfg, pm=pm, driver=driver, registry=Registry(driver), auth=auth,
+        config=cfg, pm=pm, driver=driver, auth=auth,
+        registry=Registry(driver, manifest_cache_bytes=cfg["storage"]["cache"]["manifestsize"]),
         storage_name=storage_name, auth_name=auth_name, metrics=metrics,
     )
 
@@ -101,6 +103,8 @@ def create_app(config: Mapping[str, Any] | None = None, config_path: str | None 
         for bp in blueprints:
             app.register_blueprint(bp)
     _install_handlers(app, pm, cfg)
+    # A body that ends early is a 400, never an unexpected error.
+    app.wsgi_app = ClientInputMiddleware(app.wsgi_app)
 
     proxies = cfg["http"].get("trustedproxies") or 0
     if proxies > 0:
@@ -315,6 +319,9 @@ def _install_handlers(app: Flask, pm: pluggy.PluginManager, cfg: dict) -> None:
             return render(MethodNotAllowed(detail={"method": request.method, "path": request.path[:200]}))
         if error.code == 404:
             return render(NotFound(detail={"path": request.path[:200]}))
+        if isinstance(error, ClientDisconnected):
+            # Werkzeug's stream limit found the body shorter than declared.
+            return render(SizeInvalid("the request body ended early: the client stopped sending"))
         wrapped = Unknown(error.description or error.name)
         wrapped.status = error.code or 500
         return render(wrapped)

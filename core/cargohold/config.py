@@ -81,6 +81,7 @@ DEFAULTS: dict[str, Any] = {
             "uploadpurging": {"enabled": True, "age": "168h", "interval": "24h", "dryrun": False},
             "readonly": {"enabled": False},
         },
+        "cache": {"manifestsize": "64MiB"},
     },
     "http": {
         "addr": ":5000",
@@ -106,7 +107,7 @@ DEFAULTS: dict[str, Any] = {
 _REFERENCE_ONLY = frozenset({
     "loglevel", "middleware", "redis", "health", "proxy",
     "log.hooks",
-    "storage.cache", "storage.tag",
+    "storage.cache.blobdescriptor", "storage.cache.blobdescriptorsize", "storage.tag",
     "http.net", "http.relativeurls", "http.http2", "http.h2c",
     "http.tls.clientauth", "http.tls.ciphersuites", "http.tls.letsencrypt",
     "notifications.events",
@@ -374,6 +375,7 @@ CORE_SCHEMA: dict[str, Any] = {
             # applied live on SIGHUP (cargohold.app.LIVE_KEYS).
             "readonly": {"enabled": bool},
         },
+        "cache": {"manifestsize": Size},  # bytes of manifests each process keeps in memory
         ANY_KEY: dict,  # the driver's section; its plugin may contribute a schema
     },
     "http": {

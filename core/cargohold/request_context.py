@@ -79,6 +79,32 @@ def request_parts() -> tuple:
     return current_app._get_current_object(), request.environ, g._get_current_object()
 
 
+def base_url(environ: dict, host: str = "") -> str:
+    """The absolute URL the registry's paths hang from, as clients reach it:
+    ``host`` (``http.host``) when configured, else the request's scheme and
+    ``Host`` (the forwarded ones when ``http.trustedproxies`` let ProxyFix
+    put them in the environ), then the path prefix (``http.prefix``, the
+    environ's ``SCRIPT_NAME``).  No trailing slash."""
+    prefix = environ.get("SCRIPT_NAME", "")
+    if host:
+        return host.rstrip("/") + prefix
+    authority = environ.get("HTTP_HOST") or f"{environ.get('SERVER_NAME', '')}:{environ.get('SERVER_PORT', '')}"
+    return f"{environ.get('wsgi.url_scheme', 'http')}://{authority}{prefix}"
+
+
+def external_url(path: str, absolute: bool = True) -> str:
+    """The URL of the app path ``path`` (``/v2/...``) for the current
+    request's client, below ``http.prefix``: absolute (see :func:`base_url`),
+    or with ``absolute=False`` and no ``http.host`` configured, relative to
+    the server (``/registry/v2/...``), which clients resolve against the URL
+    they requested, so through any proxy."""
+    app, environ, _ = request_parts()
+    host = app.extensions["cargohold"].config["http"]["host"]
+    if not absolute and not host:
+        return environ.get("SCRIPT_NAME", "") + path
+    return base_url(environ, host) + path
+
+
 def request_id() -> str:
     """The current request's id (see :func:`assign_request_id`)."""
     return assign_request_id(request.environ)

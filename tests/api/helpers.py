@@ -74,3 +74,14 @@ class EventLog:
     @hookimpl
     def cargohold_registry_event(self, event):
         self.events.append(event)
+
+
+class ReportLog:
+    """A plugin recording every error handed to the error reporters."""
+
+    def __init__(self):
+        self.errors = []
+
+    @hookimpl
+    def cargohold_report_exception(self, error):
+        self.errors.append(error)

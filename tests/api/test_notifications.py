@@ -13,7 +13,7 @@ from cargohold.config import ConfigError
 from cargohold.events.queue import DurableQueue
 
 from .conftest import BASE_CONFIG
-from .helpers import EventLog, push_blob, push_image
+from .helpers import EventLog, digest_of, push_blob, push_image
 
 
 class RecordingSink:
@@ -59,6 +59,22 @@ def test_mount_event_names_the_source_repository(evented):
         "repository": "to/there", "fromRepository": "from/here",
         "url": f"http://localhost/v2/to/there/blobs/{layer}",
     }
+
+
+@pytest.mark.parametrize("http,url", [
+    ({"prefix": "/registry"}, "http://localhost/registry/v2/app/blobs/"),
+    ({"prefix": "/registry", "host": "https://registry.example.com"},
+     "https://registry.example.com/registry/v2/app/blobs/"),
+])
+def test_event_urls_follow_http_host_and_prefix(make_app, http, url):
+    log = EventLog()
+    client = make_app({**BASE_CONFIG, "http": http}, plugins=[log]).test_client()
+    prefix = http["prefix"]
+    data = b"blob"
+    resp = client.post(f"{prefix}/v2/app/blobs/uploads/?digest={digest_of(data)}", data=data)
+    assert resp.status_code == 201
+    [event] = log.events
+    assert event.url == url + event.digest
 
 
 def test_events_are_queued_on_disk_before_the_response(make_app, tmp_path):

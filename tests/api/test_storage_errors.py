@@ -6,10 +6,11 @@ from __future__ import annotations
 import pytest
 
 from cargohold import hookimpl
+from cargohold.storage import paths
 from cargohold.storage.driver import StorageDriver, StorageError
 from cargohold.storage.inmemory import InMemoryDriver
 
-from .helpers import digest_of, error_code, image_manifest, push_blob, push_image, put_manifest
+from .helpers import ReportLog, digest_of, error_code, image_manifest, push_blob, push_image, put_manifest
 
 SECRET = "/mnt/backend-7/secret-volume"
 
@@ -210,3 +211,17 @@ def test_failed_manifest_write_leaves_no_tag(flaky):
     plugin.driver.failing = set()
     assert client.get("/v2/app/manifests/v1").status_code == 404
     assert put_manifest(client, "app", "v1", raw).status_code == 201
+
+
+def test_blob_data_removed_behind_a_cached_size_is_unknown_not_a_storage_failure(make_app):
+    # Another process (a replica, a garbage collection) removed the bytes
+    # after this one cached the blob's size: the blob is gone, not the backend.
+    reports = ReportLog()
+    app = make_app(plugins=[reports])
+    client = app.test_client()
+    blob = push_blob(client, "app", b"soon gone")
+    assert client.get(f"/v2/app/blobs/{blob}").data == b"soon gone"  # size now cached
+    app.extensions["cargohold"].driver.delete(paths.blob_data(blob))
+    resp = client.get(f"/v2/app/blobs/{blob}")
+    assert resp.status_code == 404 and error_code(resp) == "BLOB_UNKNOWN", resp.data
+    assert reports.errors == []

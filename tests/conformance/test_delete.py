@@ -62,9 +62,12 @@ def test_deleted_manifest_can_be_pushed_again(client, repo):
     assert client.get_manifest(repo, "again").content == pushed.body
 
 
-def test_delete_manifest_with_invalid_digest(client, repo):
-    client.push_image(repo, "x")
-    assert_error(client.delete(f"/v2/{repo}/manifests/sha256:{'z' * 64}"), 400, "DIGEST_INVALID")
+@pytest.mark.parametrize("ref", [f"sha256:{'z' * 64}", "sha256:abc", ".INVALID_MANIFEST_NAME", "-x"])
+def test_delete_of_a_reference_that_cannot_exist(client, repo, ref):
+    # As for GET and HEAD: a reference that cannot name a manifest is not found.
+    pushed = client.push_image(repo, "x")
+    assert_error(client.delete(f"/v2/{repo}/manifests/{ref}"), 404, "MANIFEST_UNKNOWN")
+    assert client.get_manifest(repo, "x").content == pushed.body
 
 
 # -- tags (OCI "Deleting tags") ---------------------------------------------------

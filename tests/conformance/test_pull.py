@@ -255,9 +255,37 @@ def test_invalid_digest_in_blob_url(client, repo, dig):
     assert_error(client.get(f"/v2/{repo}/blobs/{dig}"), 400, "DIGEST_INVALID")
 
 
-def test_invalid_digest_in_manifest_url(client, image):
-    resp = client.get_manifest(image.repo, "sha256:" + "z" * 64)
-    assert_error(resp, 400, "DIGEST_INVALID")
+# References that are neither a tag nor a digest this registry stores; the
+# first is what the OCI conformance suite (v1.1.1) asks for as its
+# "nonexistent manifest".
+IMPOSSIBLE_REFERENCES = [
+    ".INVALID_MANIFEST_NAME",
+    "-leading-dash",
+    "x" * 129,
+    "has+plus",
+    "sha256:" + "z" * 64,
+    "sha256:abc",
+    "sha256:",
+    "md5:" + "a" * 32,
+    "not:a:digest",
+]
+
+
+@pytest.mark.parametrize("ref", IMPOSSIBLE_REFERENCES, ids=lambda r: r if len(r) < 40 else f"len{len(r)}")
+@pytest.mark.parametrize("method", ["GET", "HEAD"])
+def test_reference_that_cannot_exist_is_unknown(client, image, method, ref):
+    # A reference that cannot name any manifest is certainly not found: 404
+    # MANIFEST_UNKNOWN, as for any missing manifest (conformance: "GET/HEAD
+    # nonexistent manifest should return 404").
+    resp = client.get_manifest(image.repo, ref, method=method)
+    assert_error(resp, 404, "MANIFEST_UNKNOWN")
+
+
+def test_pushing_to_an_impossible_tag_is_still_tag_invalid(client, image):
+    # Only reads (and deletes) treat it as unknown: a PUT asks for the name
+    # to be assigned, and that name is not a tag.
+    resp = client.put_manifest(image.repo, ".INVALID_MANIFEST_NAME", image.body, OCI_MANIFEST)
+    assert_error(resp, 400, "TAG_INVALID")
 
 
 def test_blob_fetch_by_uncommon_but_valid_algorithm(client, repo):

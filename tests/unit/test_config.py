@@ -166,7 +166,7 @@ def test_env_selector_picks_the_driver(tmp_path):
     config = load(tmp_path, text, env={"CARGOHOLD_STORAGE": "filesystem",
                                        "CARGOHOLD_STORAGE_FILESYSTEM_ROOTDIRECTORY": "/x"})
     assert storage_driver(config) == "filesystem"
-    assert set(config["storage"]) == {"filesystem", "delete", "redirect", "maintenance"}
+    assert set(config["storage"]) == {"filesystem", "delete", "redirect", "maintenance", "cache"}
     config = load(tmp_path, text, env={"CARGOHOLD_STORAGE": "s3", "CARGOHOLD_STORAGE_S3_REGION": "r"})
     assert config["storage"]["s3"] == {"bucket": "b", "region": "r"}
     assert storage_driver(load(tmp_path, env={"CARGOHOLD_STORAGE": "inmemory"})) == "inmemory"
@@ -236,7 +236,7 @@ def test_no_storage_driver(tmp_path):
     ("htpp: {}\n", "unknown key 'htpp' (did you mean 'http'?)"),
     ("log:\n  disabled: true\n", "unknown key 'log.disabled' (did you mean 'log.accesslog.disabled'?)"),
     ("redis: {addr: 'x:1'}\n", "unknown key 'redis': a reference-registry option cargohold does not support"),
-    ("storage:\n  cache: {blobdescriptor: inmemory}\n", "unknown key 'storage.cache': a reference-registry"),
+    ("storage:\n  cache: {blobdescriptor: inmemory}\n", "unknown key 'storage.cache.blobdescriptor': a reference-registry"),
 ])
 def test_unknown_keys_with_suggestions(tmp_path, text, expected):
     assert expected in problems(tmp_path, text)

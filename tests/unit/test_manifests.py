@@ -191,3 +191,47 @@ def test_digest_is_of_the_exact_bytes():
     assert parse(compact, None).digest == digest(compact)
     assert parse(pretty, None).digest == digest(pretty)
     assert digest(compact) != digest(pretty)
+
+
+# -- memory a manifest can make the parser hold -------------------------------
+
+FOUR_MIB = 4 << 20
+
+
+def _peak_while(fn) -> int:
+    import tracemalloc
+
+    tracemalloc.start()
+    try:
+        fn()
+    finally:
+        peak = tracemalloc.get_traced_memory()[1]
+        tracemalloc.stop()
+    return peak
+
+
+@pytest.mark.parametrize("element", [b"{}", b"[]", b'"ab"', b"0"])
+def test_a_manifest_of_tiny_values_is_refused_before_it_is_parsed(element):
+    # 4 MiB of "{}" decode into 1.4 million dicts: ~100 MiB for one request.
+    body = b'{"schemaVersion":2,"x":[' + b",".join([element] * (FOUR_MIB // (len(element) + 1) - 20)) + b"]}"
+    assert len(body) <= FOUR_MIB
+    error = None
+
+    def attempt():
+        nonlocal error
+        error = invalid(body)
+
+    assert _peak_while(attempt) < FOUR_MIB  # nothing decoded, nothing copied
+    assert "JSON values" in error.message
+
+
+def test_commas_and_brackets_inside_strings_do_not_count():
+    # A large annotation full of punctuation (embedded JSON, CSV) is one value.
+    text = "[{},{}]," * (FOUR_MIB // 16)
+    doc = image(annotations={"org.example.data": text})
+    assert parse(raw(doc), OCI_MANIFEST).data["annotations"]["org.example.data"] == text
+
+
+def test_an_index_of_thousands_of_manifests_is_fine():
+    children = [dict(CHILD, digest=digest(str(i).encode())) for i in range(5000)]
+    assert len(parse(raw(index(manifests=children)), OCI_INDEX).manifest_references()) == 5000

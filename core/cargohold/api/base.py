@@ -11,6 +11,7 @@ from cargohold.auth import Access
 from cargohold.auth import authorize as authorize_request
 from cargohold.errors import BlobUploadInvalid, SizeInvalid, Unsupported
 from cargohold.reference import check_name
+from cargohold.request_context import external_url
 
 API_VERSION_HEADER = ("Docker-Distribution-API-Version", "registry/2.0")
 BODY_CHUNK = 1 << 20
@@ -89,17 +90,12 @@ def refuse_writes_when_read_only() -> None:
 
 
 def location(path: str) -> str:
-    """A ``Location`` value: absolute when ``http.host`` is configured, or
-    built from the trusted proxy's ``X-Forwarded-Proto``/``-Host`` with
+    """A ``Location`` or ``Link`` URL for the app path ``path``, below
+    ``http.prefix``: absolute when ``http.host`` is configured, or built from
+    the trusted proxy's ``X-Forwarded-Proto``/``-Host`` with
     ``http.trustedproxies``; else relative, which clients resolve against
     the URL they requested (so through any proxy)."""
-    http = state().config["http"]
-    path = request.script_root + path  # under http.prefix
-    if http["host"]:
-        return http["host"].rstrip("/") + path
-    if http.get("trustedproxies"):
-        return f"{request.scheme}://{request.host}{path}"
-    return path
+    return external_url(path, absolute=bool(state().config["http"].get("trustedproxies")))
 
 
 def require_deletes() -> None:
@@ -125,21 +121,35 @@ def content_length() -> int | None:
 
 def body_chunks() -> Iterator[bytes]:
     """Stream the request body in chunks, never holding it whole.  Works for
-    ``Content-Length`` and chunked transfer encoding alike."""
+    ``Content-Length`` and chunked transfer encoding alike.  A body that
+    ends early or is malformed raises a 400 error while reading
+    (:mod:`cargohold.client_input`)."""
     stream = request.stream
     while True:
-        try:
-            chunk = stream.read(BODY_CHUNK)
-        except (ValueError, OSError) as e:
-            # gevent's server raises _InvalidClientInput (an OSError) for a
-            # malformed chunked body; matched by name so importing this module
-            # does not import gevent.  A real disconnect stays an OSError.
-            if isinstance(e, ValueError) or type(e).__name__ == "_InvalidClientInput":
-                raise BlobUploadInvalid("malformed request body", detail={"reason": str(e)[:200]}) from None
-            raise
+        chunk = stream.read(BODY_CHUNK)
         if not chunk:
             return
         yield chunk
+
+
+def read_body(limit: int) -> bytes:
+    """The whole request body, at most ``limit + 1`` bytes (so the caller
+    can tell it is over ``limit``).  A body shorter than its
+    ``Content-Length`` is SIZE_INVALID, however the server reports it."""
+    length = content_length()
+    stream, parts, received = request.stream, [], 0
+    while received <= limit:  # a read may return less than asked before the end
+        chunk = stream.read(limit + 1 - received)
+        if not chunk:
+            break
+        parts.append(chunk)
+        received += len(chunk)
+    raw = b"".join(parts)
+    if length is not None and len(raw) < min(length, limit + 1):
+        raise SizeInvalid(f"the request body ended after {len(raw)} of the {length} bytes its "
+                          "Content-Length declared: the client stopped sending",
+                          detail={"received": len(raw), "declared": length})
+    return raw
 
 
 def parse_content_range(value: str | None) -> tuple[int, int] | None:

@@ -8,7 +8,7 @@ from urllib.parse import quote
 
 from flask import Response, g, request
 
-from cargohold.api.base import registry, v2
+from cargohold.api.base import location, registry, v2
 from cargohold.errors import PaginationNumberInvalid
 from cargohold.manifests import OCI_INDEX
 from cargohold.reference import check_digest
@@ -32,7 +32,7 @@ def _page(items: list[str], path: str) -> tuple[list[str], str | None]:
         raise PaginationNumberInvalid(detail={"n": raw_n[:50]})
     page = items[:n]
     if len(items) > n and page:
-        return page, f'<{path}?n={n}&last={quote(page[-1], safe="")}>; rel="next"'
+        return page, f'<{location(path)}?n={n}&last={quote(page[-1], safe="")}>; rel="next"'
     return page, None
 
 

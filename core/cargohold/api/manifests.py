@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from flask import Response, request
 
-from cargohold.api.base import content_length, empty, location, registry, require_deletes, state, v2
+from cargohold.api.base import content_length, empty, location, read_body, registry, require_deletes, state, v2
 from cargohold import events
-from cargohold.errors import DigestInvalid, ManifestTooLarge, ManifestUnknown
+from cargohold.errors import DigestInvalid, ManifestTooLarge, ManifestUnknown, TagInvalid
 from cargohold.manifests import parse
 from cargohold.reference import algorithm_of, check_digest, check_tag, is_digest
 
@@ -24,13 +24,27 @@ def _acceptable(media_type: str) -> bool:
     return False
 
 
+def _existing_reference(reference: str) -> bool:
+    """For reads and deletes: whether ``reference`` is a digest.  One that is
+    neither a valid tag nor a supported digest cannot name a stored manifest,
+    so it is MANIFEST_UNKNOWN (404) like any other missing one, not a 400:
+    the OCI conformance suite asks for ``.INVALID_MANIFEST_NAME`` as its
+    nonexistent manifest.  Pushes still refuse such a name (TAG_INVALID)."""
+    by_digest = is_digest(reference)
+    try:
+        if by_digest:
+            check_digest(reference)
+        else:
+            check_tag(reference)
+    except (DigestInvalid, TagInvalid):
+        key = "digest" if by_digest else "tag"
+        raise ManifestUnknown(detail={key: reference[:200]}) from None
+    return by_digest
+
+
 @v2.route("/<path:name>/manifests/<reference>", methods=["GET", "HEAD"])
 def get_manifest(name: str, reference: str):
-    by_digest = is_digest(reference)
-    if by_digest:
-        check_digest(reference)
-    else:
-        check_tag(reference)
+    by_digest = _existing_reference(reference)
     digest, media_type, raw = registry().manifests.get(name, reference, by_digest)
     if not _acceptable(media_type):
         raise ManifestUnknown(
@@ -51,7 +65,7 @@ def _read_manifest_body() -> bytes:
     length = content_length()
     if length is not None and length > limit:
         raise ManifestTooLarge(detail={"limit": limit, "size": length})
-    raw = request.stream.read(limit + 1)
+    raw = read_body(limit)
     if len(raw) > limit:
         raise ManifestTooLarge(detail={"limit": limit})
     return raw
@@ -99,12 +113,10 @@ def put_manifest(name: str, reference: str):
 def delete_manifest(name: str, reference: str):
     require_deletes()
     reg = registry()
-    if is_digest(reference):
-        check_digest(reference)
+    if _existing_reference(reference):
         reg.manifests.delete(name, reference)
         events.emit(events.DELETE, name, digest=reference)
     else:
-        check_tag(reference)
         reg.manifests.delete_tag(name, reference)
         # As the reference's TagDeleted: the tag, not the manifest it named.
         events.emit(events.DELETE, name, tag=reference)

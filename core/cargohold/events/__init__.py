@@ -26,7 +26,7 @@ from cargohold.events.model import (
 )
 from cargohold.manifests import MANIFEST_TYPES
 from cargohold.plugins import call_each
-from cargohold.request_context import assign_request_id, request_parts
+from cargohold.request_context import assign_request_id, base_url, request_parts
 
 __all__ = [
     "ACTIONS", "BLOB_MEDIA_TYPE", "DELETE", "ENVELOPE_MEDIA_TYPE", "ENVELOPE_MEDIA_TYPE_V1",
@@ -53,7 +53,8 @@ def emit(action: str, repository: str, digest: str | None = None, media_type: st
     digest; a tag delete only the tag.
     """
     app, environ, app_g = request_parts()
-    pm = app.extensions["cargohold"].pm
+    state = app.extensions["cargohold"]
+    pm = state.pm
     if not pm.hook.cargohold_registry_event.get_hookimpls():
         return
     # From the WSGI environ rather than request.host / host_url, which parse
@@ -63,7 +64,8 @@ def emit(action: str, repository: str, digest: str | None = None, media_type: st
     host = environ.get("HTTP_HOST") or f"{environ.get('SERVER_NAME', '')}:{port}"
     if url is None and digest and action != DELETE:
         kind = "manifests" if media_type in MANIFEST_TYPES else "blobs"
-        url = f"{environ.get('wsgi.url_scheme', 'http')}://{host}/v2/{repository}/{kind}/{digest}"
+        base = base_url(environ, state.config["http"]["host"])
+        url = f"{base}/v2/{repository}/{kind}/{digest}"
     grant = app_g.get("grant")
     event = fields_to_event((
         new_event_id(), time_ns(), action, repository, digest, media_type, size, tag, url, from_repository,

@@ -62,8 +62,13 @@ class BlobStore:
     def open(self, digest: str, offset: int = 0, length: int | None = None) -> Iterator[bytes]:
         """Stream ``length`` bytes (or to the end) from ``offset``.  The
         reader is opened before the first chunk is requested, so a missing
-        blob fails before the response starts."""
-        reader = self.driver.reader(paths.blob_data(digest), offset)
+        blob fails before the response starts: BLOB_UNKNOWN when its bytes are
+        gone (removed by another process after this one cached its size)."""
+        try:
+            reader = self.driver.reader(paths.blob_data(digest), offset)
+        except PathNotFound:
+            self._sizes.pop(digest)
+            raise BlobUnknown(detail={"digest": digest}) from None
         return _chunks(reader, length)
 
     def redirect_url(self, digest: str, method: str = "GET") -> str | None:

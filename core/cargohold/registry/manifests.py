@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 from cargohold.errors import ManifestBlobUnknown, ManifestUnknown, NameUnknown
-from cargohold.lru import LRU
+from cargohold.lru import SizedLRU
 from cargohold.manifests import Manifest, media_type_of, parse
 from cargohold.registry.blobs import BlobStore
 from cargohold.storage import paths
@@ -13,16 +13,26 @@ from cargohold.storage.driver import PathNotFound, StorageDriver
 from cargohold.storage.listcache import ListingCache
 
 
+#: Default bound of the manifest cache, per process (``storage.cache.manifestsize``).
+DEFAULT_CACHE_BYTES = 64 << 20
+#: What a cache entry costs besides the manifest's bytes (key, tuple, media
+#: type, dict slot), counted against the bound so that small manifests
+#: cannot make it hold much more than it says.
+ENTRY_OVERHEAD = 512
+
+
 class Manifests:
     """Manifest bytes are stored as blobs (content addressed, immutable), so
     a per-process cache of ``digest -> (media type, bytes)`` is always
     correct; whether a repository *has* a manifest, and where a tag points,
-    is read from storage on every request."""
+    is read from storage on every request.  The cache holds at most
+    ``cache_bytes`` of manifests (each counted with :data:`ENTRY_OVERHEAD`);
+    0 turns it off."""
 
-    def __init__(self, driver: StorageDriver, blobs: BlobStore):
+    def __init__(self, driver: StorageDriver, blobs: BlobStore, cache_bytes: int = DEFAULT_CACHE_BYTES):
         self.driver = driver
         self.blobs = blobs
-        self._content = LRU(4096)
+        self._content = SizedLRU(cache_bytes)
         self._listings = ListingCache(driver)
 
     # -- reads --------------------------------------------------------------
@@ -49,7 +59,7 @@ class Manifests:
             except PathNotFound:
                 raise ManifestUnknown(detail={"digest": digest})
             hit = (media_type_of(json.loads(raw)), raw)
-            self._content.put(digest, hit)
+            self._content.put(digest, hit, len(raw) + ENTRY_OVERHEAD)
         return hit
 
     def get(self, name: str, reference: str, by_digest: bool) -> tuple[str, str, bytes]:
@@ -82,7 +92,7 @@ class Manifests:
         of its subject, then point ``tags`` at it: the content is complete
         before any name refers to it."""
         self.blobs.put_small(manifest.digest, manifest.raw)
-        self._content.put(manifest.digest, (manifest.media_type, manifest.raw))
+        self._content.put(manifest.digest, (manifest.media_type, manifest.raw), len(manifest.raw) + ENTRY_OVERHEAD)
         subject = manifest.subject
         if subject is not None:
             descriptor = {

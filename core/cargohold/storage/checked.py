@@ -97,14 +97,21 @@ class OperationStats(Mapping):
 
 def _raise(exc: Exception, name: str, path: str | None) -> NoReturn:
     """Re-raise ``exc`` as a :class:`StorageError` tagged with the driver."""
-    if isinstance(exc, StorageError):
-        if exc.driver is None:
-            exc.driver = name
-        if exc.path is None:
-            exc.path = path
-        raise exc
-    # A driver leaked a foreign exception: contain it, keep the cause chained.
-    raise StorageError(f"{type(exc).__name__}: {exc}", path=path, driver=name) from exc
+    try:
+        if isinstance(exc, StorageError):
+            if exc.driver is None:
+                exc.driver = name
+            if exc.path is None:
+                exc.path = path
+            raise exc
+        # A driver leaked a foreign exception: contain it, keep the cause chained.
+        raise StorageError(f"{type(exc).__name__}: {exc}", path=path, driver=name) from exc
+    finally:
+        # This frame is in the traceback of what it raises: holding the
+        # exception here would make a cycle that keeps every frame of the
+        # request (a manifest body, say) alive until the garbage collector
+        # runs, for each PathNotFound a lookup expects.
+        del exc
 
 
 class CheckedDriver(StorageDriver):

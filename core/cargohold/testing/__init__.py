@@ -4,8 +4,9 @@
   every storage driver runs against itself.
 * :mod:`cargohold.testing.server`: ``LiveRegistry``, a real ``cargohold serve``
   process on a free loopback port, for black-box and end-to-end tests
-  (``tls_ca=`` for one serving HTTPS; ``broken_storage()`` makes every
-  storage call fail for a while).
+  (``tls_ca=`` for one serving HTTPS; ``plugins=`` for plugins installed in
+  that process only; ``exception_recorder`` writes what it reports to a file;
+  ``broken_storage()`` makes every storage call fail for a while).
 * :mod:`cargohold.testing.auth`: bcrypt htpasswd files and Basic headers.
 * :mod:`cargohold.testing.tls`: a CA and server certificates made by openssl.
 * :mod:`cargohold.testing.nginx`: a real nginx on loopback, from a config file.

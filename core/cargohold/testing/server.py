@@ -33,19 +33,58 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def exception_recorder(path: str) -> str:
+    """Source of a plugin whose ``cargohold_report_exception`` appends one
+    line per call (``<error type>: <error>``) to ``path``: pass it to
+    ``LiveRegistry(plugins=...)`` to see what a live server reports."""
+    return (
+        "from cargohold import hookimpl\n\n\n"
+        "@hookimpl\n"
+        "def cargohold_report_exception(error, request_info):\n"
+        f"    with open({path!r}, 'a') as f:\n"
+        "        f.write(f'{type(error).__name__}: {error}\\n')\n"
+    )
+
+
+def install_plugins(directory: str, plugins: dict[str, str]) -> str:
+    """Make ``plugins`` (``{entry-point name: module source}``) installed
+    plugins for a Python process that has ``directory`` on its
+    ``PYTHONPATH``: each becomes a module with a ``.dist-info`` declaring it
+    in the ``cargohold`` entry-point group, as ``pip install`` would.
+    Returns ``directory``."""
+    os.makedirs(directory, exist_ok=True)
+    for name, source in plugins.items():
+        module = "cargohold_test_" + "".join(c if c.isalnum() else "_" for c in name)
+        with open(os.path.join(directory, module + ".py"), "w") as f:
+            f.write(source)
+        info = os.path.join(directory, f"{module}-0.dist-info")
+        os.makedirs(info, exist_ok=True)
+        with open(os.path.join(info, "METADATA"), "w") as f:
+            f.write(f"Metadata-Version: 2.1\nName: {module}\nVersion: 0\n")
+        with open(os.path.join(info, "entry_points.txt"), "w") as f:
+            f.write(f"[cargohold]\n{name} = {module}\n")
+    return directory
+
+
 class LiveRegistry:
     """A ``cargohold serve`` subprocess on ``127.0.0.1:<port>``.
 
     ``env`` entries are ``CARGOHOLD_*`` overrides added to the defaults (a
-    temporary filesystem root, deletes enabled).  Use as a context manager, or
-    call :meth:`start` and :meth:`stop`.  ``url`` is ``http://127.0.0.1:<port>``
-    and ``root`` the storage directory.
+    temporary filesystem root, deletes enabled).  ``plugins`` maps entry-point
+    names to module sources installed for this process only (see
+    :func:`install_plugins`).  Use as a context manager, or call :meth:`start`
+    and :meth:`stop`.  ``url`` is ``http://127.0.0.1:<port>`` and ``root``
+    the storage directory.
     """
 
     def __init__(self, env: dict | None = None, config_file: str | None = None,
                  root: str | None = None, port: int | None = None, args: list[str] | None = None,
-                 tls_ca: str | None = None):
+                 tls_ca: str | None = None, plugins: dict[str, str] | None = None):
         self._tmp = None
+        self._plugin_dir = None
+        if plugins:
+            self._plugin_dir = tempfile.TemporaryDirectory(prefix="cargohold-live-plugins-")
+            install_plugins(self._plugin_dir.name, plugins)
         if root is None:
             self._tmp = tempfile.TemporaryDirectory(prefix="cargohold-live-")
             root = self._tmp.name
@@ -79,15 +118,20 @@ class LiveRegistry:
         cmd += self.args
         env = dict(os.environ)
         env.update(self.env)
+        if self._plugin_dir is not None:
+            env["PYTHONPATH"] = os.pathsep.join(filter(None, [self._plugin_dir.name, env.get("PYTHONPATH")]))
         self._log = open(self.log_path, "wb")
         self.proc = subprocess.Popen(cmd, env=env, stdout=self._log, stderr=subprocess.STDOUT,
                                      start_new_session=True)
+        # Served below http.prefix when the environment sets one.
+        prefix = self.env.get("CARGOHOLD_HTTP_PREFIX", "").strip("/")
+        probe = f"{self.url}{'/' + prefix if prefix else ''}/v2/"
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"cargohold serve exited with {self.proc.returncode}:\n{self.log()}")
             try:
-                with urllib.request.urlopen(self.url + "/v2/", timeout=1, context=self.ssl_context()) as resp:
+                with urllib.request.urlopen(probe, timeout=1, context=self.ssl_context()) as resp:
                     if resp.status == 200:
                         return self
             except urllib.error.HTTPError as e:
@@ -158,9 +202,10 @@ class LiveRegistry:
             os.unlink(self.log_path)
         except OSError:
             pass
-        if self._tmp is not None:
-            self._tmp.cleanup()
-            self._tmp = None
+        for tmp in (self._tmp, self._plugin_dir):
+            if tmp is not None:
+                tmp.cleanup()
+        self._tmp = self._plugin_dir = None
 
     def __enter__(self) -> "LiveRegistry":
         return self.start()

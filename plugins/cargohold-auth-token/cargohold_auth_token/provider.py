@@ -14,6 +14,7 @@ from __future__ import annotations
 from typing import Callable
 
 from cargohold.auth import Access, AuthProvider, Challenge, Grant
+from cargohold.request_context import external_url
 
 from .keys import ALGORITHMS, load_cert_bundle, load_jwks
 from .scopes import format_scopes
@@ -113,6 +114,7 @@ class TokenAuth(AuthProvider):
     def _realm(self, request) -> str:
         if not self.autoredirect:
             return self.realm
-        # The token server of this very registry, as the client reached it.
-        scheme = request.headers.get("X-Forwarded-Proto") or request.scheme
-        return f"{scheme}://{request.host}{request.script_root}{self.autoredirectpath}"
+        # The token server of this very registry, as the client reached it:
+        # http.host if set, else the request's own scheme and host, which are
+        # a proxy's X-Forwarded-* only when http.trustedproxies trusts it.
+        return external_url(self.autoredirectpath)

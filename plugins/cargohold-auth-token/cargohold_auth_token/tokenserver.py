@@ -26,6 +26,7 @@ import datetime
 import logging
 
 from flask import Blueprint, current_app, jsonify, request
+from werkzeug.exceptions import RequestEntityTooLarge
 
 from cargohold.access_control import AccessRules
 from cargohold.auth import Access
@@ -38,6 +39,10 @@ from .scopes import format_scopes, parse_scopes
 log = logging.getLogger("cargohold.auth")
 
 EXTENSION = "cargohold_token_server"
+
+
+#: Largest ``POST`` form accepted (a few short fields; a refresh token is under 1 KiB).
+MAX_FORM_BYTES = 64 << 10
 
 
 class TokenRequestInvalid(RegistryError):
@@ -78,7 +83,16 @@ class TokenServer:
         return self._respond(user, service, requested, refresh)
 
     def handle_post(self):
-        form = request.form
+        # The form is read whole: bound it, chunked bodies included.  A body
+        # without Content-Length is cut at the limit; reading on past it is
+        # what tells a longer one (RequestEntityTooLarge) from one that ended.
+        request.max_content_length = MAX_FORM_BYTES
+        try:
+            form = request.form
+            if request.content_length is None:
+                request.stream.read(1)
+        except RequestEntityTooLarge:
+            raise TokenRequestInvalid(f"the token request's form is over {MAX_FORM_BYTES} bytes") from None
         service = self._service(form.get("service"))
         requested = self._scopes(form.getlist("scope"))
         grant_type = form.get("grant_type", "")

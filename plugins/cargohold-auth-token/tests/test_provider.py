@@ -147,8 +147,34 @@ def test_autoredirect_realm_points_at_this_registry(make_app, bundle):
     client = make_app(config).test_client()
     resp = client.get("/v2/", base_url="http://registry.local:5000")
     assert challenge(resp)["realm"] == "http://registry.local:5000/auth/token"
-    resp = client.get("/v2/", base_url="http://registry.local:5000", headers={"X-Forwarded-Proto": "https"})
-    assert challenge(resp)["realm"] == "https://registry.local:5000/auth/token"
+
+
+
+def _realm(make_app, bundle, headers=None, **http) -> str:
+    config = {"storage": {"inmemory": {}}, "http": http, "auth": {"token": {
+        "service": SERVICE, "issuer": "i", "rootcertbundle": str(bundle), "autoredirect": True}}}
+    client = make_app(config).test_client()
+    prefix = http.get("prefix", "")
+    return challenge(client.get(f"{prefix}/v2/", base_url="http://registry.local:5000", headers=headers))["realm"]
+
+
+FORWARDED = {"X-Forwarded-Proto": "https", "X-Forwarded-Host": "evil.example"}
+
+
+def test_autoredirect_ignores_forwarded_headers_from_untrusted_clients(make_app, bundle):
+    # Any client can send X-Forwarded-*: without http.trustedproxies they
+    # must not pick the realm the registry sends clients to with credentials.
+    assert _realm(make_app, bundle, FORWARDED) == "http://registry.local:5000/auth/token"
+
+
+def test_autoredirect_follows_a_trusted_proxy(make_app, bundle):
+    assert _realm(make_app, bundle, FORWARDED, trustedproxies=1) == "https://evil.example/auth/token"
+
+
+def test_autoredirect_uses_http_host_and_prefix(make_app, bundle):
+    assert _realm(make_app, bundle, FORWARDED, prefix="/registry") == "http://registry.local:5000/registry/auth/token"
+    assert _realm(make_app, bundle, FORWARDED, host="https://registry.example.com", prefix="/registry") == \
+        "https://registry.example.com/registry/auth/token"
 
 
 @pytest.mark.parametrize("auth,message", [

@@ -4,6 +4,7 @@ bad requests, and tokens it issues used on the registry."""
 
 from __future__ import annotations
 
+import io
 import base64
 import hashlib
 import json
@@ -296,3 +297,29 @@ def test_token_server_alone_issues_for_another_registry(make_app, signer, htpass
     with pytest.raises(StartupError, match="tokenserver.service: required"):
         create_app(config={"storage": {"inmemory": {}}, "tokenserver": {"signingkey": str(signer.paths["key"])}},
                    environ={})
+
+
+@pytest.mark.parametrize("chunked", [False, True])
+def test_an_oversized_form_is_refused_without_being_read_whole(served, chunked):
+    # The form is parsed in memory at once: a client must not make the
+    # server hold an arbitrary body (with or without Content-Length).
+    body = b"grant_type=password&username=" + b"a" * (1 << 20)
+    # Without a length, the servers cargohold runs on mark the stream as
+    # ending at the body's end (wsgi.input_terminated).
+    kwargs = {"input_stream": io.BytesIO(body), "environ_overrides": {"wsgi.input_terminated": True}} \
+        if chunked else {"data": body}
+    headers = {"Content-Type": "application/x-www-form-urlencoded"}
+    if chunked:
+        headers["Transfer-Encoding"] = "chunked"
+    resp = served.post("/auth/token", headers=headers, **kwargs)
+    assert resp.status_code == 400, resp.data
+    assert resp.get_json()["errors"][0]["code"] == "TOKEN_REQUEST_INVALID"
+    assert "65536" in resp.get_json()["errors"][0]["message"]
+
+
+def test_a_small_chunked_form_is_read(served):
+    resp = served.post("/auth/token", input_stream=io.BytesIO(b"grant_type=nonsense&service=x"),
+                       headers={"Content-Type": "application/x-www-form-urlencoded", "Transfer-Encoding": "chunked"},
+                       environ_overrides={"wsgi.input_terminated": True})
+    assert resp.status_code == 400
+    assert "nonsense" in resp.get_json()["errors"][0]["message"] or "'x'" in resp.get_json()["errors"][0]["message"]

@@ -179,7 +179,14 @@ class FilesystemDriver(StorageDriver):
         finally:
             os.close(fd)
 
+    # put_content, move and delete end with an fsync (of the file or of its
+    # directory), which waits for the disk: they run through offload() so
+    # that other requests of the worker keep being served meanwhile.
+
     def put_content(self, path: str, data: bytes) -> None:
+        offload(self._put_content, path, data)
+
+    def _put_content(self, path: str, data: bytes) -> None:
         tmp, fd = self._mkstemp()
         try:
             try:
@@ -275,6 +282,9 @@ class FilesystemDriver(StorageDriver):
                 yield from self._walk(child, below)
 
     def move(self, src: str, dst: str) -> None:
+        offload(self._move, src, dst)
+
+    def _move(self, src: str, dst: str) -> None:
         full_src = self.root + src
         try:
             self._rename_into(full_src, self.root + dst)
@@ -290,6 +300,9 @@ class FilesystemDriver(StorageDriver):
             self._prune(src_dir)
 
     def delete(self, path: str) -> None:
+        offload(self._delete, path)
+
+    def _delete(self, path: str) -> None:
         full = self.root + path
         try:
             os.unlink(full)
@@ -406,7 +419,7 @@ class _Writer(FileWriter):
             if self._tmp is not None:
                 os.close(self._fd)
                 self._fd = -1
-                self._driver._rename_into(self._tmp, self._driver.root + self._path)
+                offload(self._driver._rename_into, self._tmp, self._driver.root + self._path)
                 self._tmp = None
         except BaseException as exc:
             self._fail()

@@ -151,3 +151,70 @@ class TestPlugin:
     def test_factory_rejects_unknown_keys(self, tmp_path):
         with pytest.raises(ValueError, match="storage.filesystem.maxthreads"):
             plugin.create_driver({"rootdirectory": str(tmp_path), "maxthreads": 4})
+
+
+# -- the event loop keeps running while the disk is slow -------------------------
+
+SLOW_DISK = """
+import sys
+from gevent import monkey; monkey.patch_all()
+import os
+import time
+import gevent
+from cargohold_storage_filesystem import driver as driver_module
+from cargohold_storage_filesystem.driver import FilesystemDriver
+
+blocking_sleep = monkey.get_original("time", "sleep")
+real_fsync = os.fsync
+
+
+def slow_fsync(fd):  # a disk busy with writeback: each fsync takes 0.2 s
+    blocking_sleep(0.2)
+    real_fsync(fd)
+
+
+driver_module.os.fsync = slow_fsync
+d = FilesystemDriver(sys.argv[1])
+d.put_content("/seed/x", b"seed")
+ticks = []
+
+
+def ticker():
+    while True:
+        ticks.append(time.monotonic())
+        gevent.sleep(0.01)
+
+
+for name, call in [
+    ("put_content", lambda: d.put_content("/tags/v1/link", b"sha256:" + b"a" * 64)),
+    ("move", lambda: (d.put_content("/up/data", b"x"), ticks.__setitem__(slice(None), [time.monotonic()]),
+                      d.move("/up/data", "/blobs/data"))),
+    ("delete", lambda: d.delete("/seed")),
+    ("commit", lambda: (w := d.writer("/new/file"), w.write(b"data"), w.commit())),
+]:
+    t = gevent.spawn(ticker)
+    gevent.sleep(0)
+    ticks[:] = [time.monotonic()]
+    call()
+    ticks.append(time.monotonic())
+    t.kill()
+    print(name, max(b - a for a, b in zip(ticks, ticks[1:])))
+"""
+
+
+def test_slow_fsyncs_do_not_stall_other_greenlets(tmp_path):
+    # Under `cargohold serve` every request is a greenlet on one loop per
+    # worker: an fsync on the loop (every tag, link and manifest write) would
+    # stall all other requests of that worker for as long as the disk takes.
+    import subprocess
+    import sys
+
+    out = subprocess.run([sys.executable, "-c", SLOW_DISK, str(tmp_path / "root")],
+                         capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    gaps = {op: float(gap) for op, gap in (line.split() for line in out.stdout.splitlines())}
+    assert set(gaps) == {"put_content", "move", "delete", "commit"}, out.stdout
+    for operation, gap in gaps.items():
+        # A greenlet that ticks every 10 ms: its longest pause is ~0.2 s
+        # when an fsync holds the loop, a few ms when the loop stays free.
+        assert gap < 0.1, f"{operation}: the event loop stalled for {gap:.3f} s during an fsync ({gaps})"
