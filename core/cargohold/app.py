@@ -71,7 +71,7 @@ def create_app(config: Mapping[str, Any] | None = None, config_path: str | None 
     _warn_unserved(cfg, pm)
     storage_name, driver = _make_driver(pm, cfg)
     auth_name, auth = _make_auth(pm, cfg)
-    notifier = build_notifier(pm, cfg)
+    notifier = build_notifier(pm, cfg, driver)
     if notifier is not None:
         # Filters and queues events; delivers them once started (startup hook).
         pm.register(notifier, name="cargohold.notifications")

@@ -11,7 +11,7 @@ from cargohold.events.dispatch import Delivery, Notifier
 from cargohold.events.endpoints import Endpoint, parse_endpoints
 from cargohold.events.queue import DurableQueue
 
-SINKS = {"webhook": None, "other": None}
+SINKS = {"webhook": None}  # the one installed: entries without a type go to it
 
 
 def endpoint(**settings) -> Endpoint:
@@ -164,7 +164,7 @@ def test_endpoint_defaults():
     ({"url": "x"}, "notifications.endpoints[0].name: required"),
     ({"name": "a/b"}, "notifications.endpoints[0].name: use letters"),
     ({"name": "a", "type": "kafka"}, "notifications.endpoints[0].type: no installed plugin offers a notification "
-                                     "sink named 'kafka' (available: other, webhook)"),
+                                     "sink named 'kafka' (available: webhook)"),
     ({"name": "a", "backoff": "soon"}, "notifications.endpoints[0].backoff: expected a duration"),
     ({"name": "a", "threshold": 0}, "notifications.endpoints[0].threshold: must be at least 1"),
     ({"name": "a", "maxattempts": "x"}, "notifications.endpoints[0].maxattempts: expected an integer"),
@@ -178,6 +178,18 @@ def test_bad_entries_name_the_key(entry, message):
     with pytest.raises(ConfigError) as info:
         parse_endpoints([entry], SINKS)
     assert message in str(info.value)
+
+
+def test_without_a_type_the_only_sink_installed_serves_the_entry():
+    [ep] = parse_endpoints([{"name": "a"}], {"relay": None})
+    assert ep.type == "relay"
+    [ep] = parse_endpoints([{"name": "a", "type": "relay"}], {"relay": None, "webhook": None})
+    assert ep.type == "relay"
+    with pytest.raises(ConfigError, match=r"endpoints\[0\].type: required when 2 notification sinks are installed "
+                                          r"\(available: relay, webhook\)"):
+        parse_endpoints([{"name": "a"}], {"relay": None, "webhook": None})
+    with pytest.raises(ConfigError, match=r"endpoints\[0\].type: required when 0 notification sinks"):
+        parse_endpoints([{"name": "a"}], {})
 
 
 def test_duplicate_names_are_refused():

@@ -31,6 +31,7 @@ from cargohold.events.endpoints import Endpoint, make_sink, parse_endpoints
 from cargohold.events.model import Event
 from cargohold.events.queue import Batch, DurableQueue
 from cargohold.plugins import collect_named
+from cargohold.storage.driver import StorageDriver
 
 log = logging.getLogger("cargohold.notifications")
 
@@ -41,7 +42,7 @@ LOCK_RETRY = 1.0
 #: How often queued batches are fsynced (the window a power loss may lose).
 SYNC_INTERVAL = 0.2
 
-#: The subdirectory of a filesystem storage root used when
+#: The subdirectory of the storage driver's local directory used when
 #: ``notifications.queuedir`` is not set ("~" never occurs in storage keys).
 DEFAULT_QUEUE_SUBDIR = "~notifications"
 
@@ -220,21 +221,21 @@ class Notifier:
         self._threads.append(thread)
 
 
-def queue_dir(cfg: dict) -> str:
-    """``notifications.queuedir``, else ``~notifications`` under the
-    filesystem storage root.  Raises :class:`ConfigError` when neither exists."""
+def queue_dir(cfg: dict, driver: StorageDriver) -> str:
+    """``notifications.queuedir``, else ``~notifications`` in the storage
+    driver's :meth:`~cargohold.storage.driver.StorageDriver.local_directory`.
+    Raises :class:`ConfigError` when neither exists."""
     configured = cfg["notifications"].get("queuedir")
     if configured:
         return configured
-    driver = storage_driver(cfg)
-    root = (cfg["storage"].get(driver) or {}).get("rootdirectory") if driver == "filesystem" else None
+    root = driver.local_directory()
     if not root:
-        raise ConfigError(f"notifications.queuedir: required with storage.{driver} (the durable event queue "
-                          "needs a local directory)")
+        raise ConfigError(f"notifications.queuedir: required with storage.{storage_driver(cfg)} (the durable "
+                          "event queue needs a local directory)")
     return os.path.join(root, DEFAULT_QUEUE_SUBDIR)
 
 
-def build_notifier(pm, cfg: dict) -> Notifier | None:
+def build_notifier(pm, cfg: dict, driver: StorageDriver) -> Notifier | None:
     """The notifier for ``notifications.endpoints``, or ``None`` when no
     endpoint is configured.  Raises :class:`ConfigError` naming the bad key
     of an entry, an unknown sink type or a missing queue directory."""
@@ -244,7 +245,7 @@ def build_notifier(pm, cfg: dict) -> Notifier | None:
     factories = collect_named(pm, "cargohold_notification_sinks")
     endpoints = parse_endpoints(entries, factories)
     sinks = [make_sink(endpoint, i, factories[endpoint.type]) for i, endpoint in enumerate(endpoints)]
-    base = queue_dir(cfg)
+    base = queue_dir(cfg, driver)
     deliveries = []
     for endpoint, sink in zip(endpoints, sinks):
         if endpoint.disabled:

@@ -30,7 +30,6 @@ ENDPOINT_SCHEMA: dict[str, Any] = {
 }
 
 DEFAULTS: dict[str, Any] = {
-    "type": "webhook",
     "disabled": False,
     "threshold": 3,
     "backoff": 1.0,
@@ -110,6 +109,14 @@ def parse_endpoints(entries: list, sink_types: Collection[str]) -> list[Endpoint
             problems.append(f"{where}.name: {name!r} is used by another endpoint")
             continue
         seen.add(name)
+        if "type" not in values:
+            # The reference's entries have no type: they are all one kind of
+            # sink, so the one installed serves them.
+            if len(sink_types) != 1:
+                problems.append(f"{where}.type: required when {len(sink_types)} notification sinks are "
+                                f"installed (available: {', '.join(sorted(sink_types)) or 'none'})")
+                continue
+            values["type"] = next(iter(sink_types))
         if values["type"] not in sink_types:
             problems.append(f"{where}.type: no installed plugin offers a notification sink named "
                             f"{values['type']!r} (available: {', '.join(sorted(sink_types)) or 'none'})")

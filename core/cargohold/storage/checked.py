@@ -249,6 +249,9 @@ class CheckedDriver(StorageDriver):
         finally:
             self.stats.record("redirect_url", perf_counter() - start)
 
+    def local_directory(self) -> str | None:
+        return self.driver.local_directory()
+
     def close(self) -> None:
         try:
             self.driver.close()

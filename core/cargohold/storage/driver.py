@@ -223,5 +223,12 @@ class StorageDriver(abc.ABC):
         offer one and the registry should serve the bytes itself."""
         return None
 
+    def local_directory(self) -> str | None:
+        """A directory on this machine, beside the driver's stored content,
+        where the core may keep state of its own that needs a local disk
+        (the notification queue when ``notifications.queuedir`` is unset);
+        ``None`` when the storage is not local (object stores)."""
+        return None
+
     def close(self) -> None:
         """Release connections and other resources at shutdown."""

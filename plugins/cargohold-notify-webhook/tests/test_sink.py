@@ -99,6 +99,7 @@ def test_the_readme_example_is_a_valid_configuration(tmp_path):
 
     from cargohold.app import load_config
     from cargohold.events.dispatch import build_notifier
+    from cargohold.storage.inmemory import InMemoryDriver
 
     readme = (Path(__file__).parent.parent / "README.md").read_text()
     doc = yaml.safe_load(re.search(r"```yaml\n(.*?)```", readme, re.S).group(1))
@@ -107,6 +108,6 @@ def test_the_readme_example_is_a_valid_configuration(tmp_path):
     doc["storage"] = {"filesystem": {"rootdirectory": str(tmp_path / "root")}}
     (tmp_path / "config.yml").write_text(yaml.safe_dump(doc))
     cfg, pm = load_config(str(tmp_path / "config.yml"), environ={})
-    [delivery] = build_notifier(pm, cfg).deliveries
+    [delivery] = build_notifier(pm, cfg, InMemoryDriver()).deliveries
     assert delivery.endpoint.ignored_actions == {"pull"}
     assert delivery.sink.signature_header == SIGNATURE_HEADER and delivery.sink.timeout == 5.0

@@ -82,6 +82,11 @@ class FilesystemDriver(StorageDriver):
     def __repr__(self) -> str:
         return f"FilesystemDriver({self.root!r})"
 
+    def local_directory(self) -> str:
+        """The root directory itself (its ``~`` entries never clash with
+        storage keys)."""
+        return self.root
+
     # -- helpers ---------------------------------------------------------------
 
     def _purge_tmp(self) -> None:
