@@ -62,6 +62,10 @@ def make_app():
             biggest = max(biggest, len(chunk))
         return {"total": total, "biggest": biggest}
 
+    @app.get("/two")
+    def two():  # two small writes: the second waits for an ACK under Nagle
+        return Response(iter([b"a", b"b"]), mimetype="text/plain")
+
     @app.get("/big")
     def big():
         n = int(request.args.get("mib", "8"))
@@ -196,39 +200,32 @@ def test_keep_alive_and_start_line(start):
 
 
 def test_keep_alive_requests_do_not_wait_for_delayed_acks(start):
-    # Without TCP_NODELAY every response on a kept-alive connection waits
-    # ~40 ms (Nagle + delayed ACK): 50 requests would take 2 s.
+    # Without TCP_NODELAY every streamed response on a kept-alive connection
+    # waits ~40 ms (Nagle + delayed ACK): 50 requests would take 2 s.
     server = start()
     conn = server.connect()
     try:
         began = time.monotonic()
         for _ in range(50):
-            conn.request("GET", "/v2/")
-            conn.getresponse().read()
+            conn.request("GET", "/two")
+            assert conn.getresponse().read() == b"ab"
         assert time.monotonic() - began < 1.0
     finally:
         conn.close()
 
 
 def test_accepted_sockets_get_tcp_nodelay():
-    from gevent import socket as gsocket
+    from cargohold.server.wsgi import configure_accepted
 
-    from cargohold.server import RegistryServer
-
-    listener = gsocket.socket()
-    listener.bind(("127.0.0.1", 0))
-    listener.listen(8)
-    server = RegistryServer(listener, lambda environ, start_response: [])
-    server.init_socket()
-    client = socket.create_connection(listener.getsockname())
-    try:
-        accepted, _ = server.do_read()
-        assert accepted.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY)
-        assert accepted.getsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE)
-        accepted.close()
-    finally:
-        client.close()
-        server.close()
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(8)
+        with socket.create_connection(listener.getsockname()):
+            accepted, _ = listener.accept()
+            with accepted:
+                configure_accepted(accepted)
+                assert accepted.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY)
+                assert accepted.getsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE)
 
 
 def test_bodies_stream_both_ways(start):
@@ -447,28 +444,36 @@ def raw(start):
         conn.close()
 
 
-@pytest.mark.parametrize("request_bytes", [
-    b"GARBAGE\r\n\r\n",
-    b"GET /echo\r\n\r\n",  # HTTP/0.9
-    b"GET /echo HTTP/2.0\r\n\r\n",
-    b"G(T /echo HTTP/1.1\r\n\r\n",
-    b"GET /echo HTTP/1.1\r\nNo colon here\r\n\r\n",
-    b"GET /echo HTTP/1.1\r\nHost : x\r\n\r\n",  # whitespace before the colon
-    b"GET /echo HTTP/1.1\r\nX-Dup: a\r\n  folded\r\n\r\n",  # obsolete line folding
-    b"POST /echo HTTP/1.1\r\nContent-Length: +5\r\n\r\nhello",
-    b"POST /echo HTTP/1.1\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\nhello!",
-    b"POST /echo HTTP/1.1\r\nTransfer-Encoding: gzip\r\n\r\n",
-    b"HEAD /echo HTTP/1.1\r\nContent-Length: 3\r\n\r\nabc",
-    b"GET /echo HTTP/1.1\r\nX-Big: " + b"a" * 70000 + b"\r\n\r\n",
-    b"GET /echo HTTP/1.1\r\n" + b"X-Many: 1\r\n" * 101 + b"\r\n",
-])
-def test_malformed_requests_get_400_and_close(raw, request_bytes):
+@pytest.mark.parametrize("request_bytes, status", [
+    (b"GARBAGE\r\n\r\n", 400),
+    (b"GET /echo\r\n\r\n", 400),  # HTTP/0.9
+    (b"GET /echo HTTP/2.0\r\n\r\n", 400),
+    (b"G(T /echo HTTP/1.1\r\n\r\n", 400),
+    (b"GET /echo HTTP/1.1\r\nNo colon here\r\n\r\n", 400),
+    (b"GET /echo HTTP/1.1\r\nHost : x\r\n\r\n", 400),  # whitespace before the colon
+    (b"GET /echo HTTP/1.1\r\nX-Dup: a\r\n  folded\r\n\r\n", 400),  # obsolete line folding
+    (b"POST /echo HTTP/1.1\r\nContent-Length: +5\r\n\r\nhello", 400),
+    (b"POST /echo HTTP/1.1\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\nhello!", 400),
+    (b"POST /echo HTTP/1.1\r\nTransfer-Encoding: gzip\r\n\r\n", 400),
+    (b"HEAD /echo HTTP/1.1\r\nContent-Length: 3\r\n\r\nabc", 400),
+    (b"GET /echo?" + b"a" * 9000 + b" HTTP/1.1\r\n\r\n", 414),
+    (b"GET /echo HTTP/1.1\r\nX-Big: " + b"a" * 70000 + b"\r\n\r\n", 431),
+    (b"GET /echo HTTP/1.1\r\n" + b"X-Many: 1\r\n" * 101 + b"\r\n", 431),
+    (b"GET /echo HTTP/1.1\r\n" + b"".join(b"X-Lot%d: %s\r\n" % (i, b"a" * 60000) for i in range(5)) + b"\r\n",
+     431),
+], ids=lambda v: v[:30].decode("latin-1") if isinstance(v, bytes) else str(v))
+def test_malformed_requests_get_the_spec_error_and_close(raw, request_bytes, status):
     conn = raw().send(request_bytes)
-    assert conn.response()[0] == 400
+    got, headers, body = conn.response()
+    assert got == status
+    assert headers["content-type"] == "application/json" and headers["connection"] == "close"
+    assert headers["docker-distribution-api-version"] == "registry/2.0"
+    assert json.loads(body)["errors"][0]["code"] == "UNSUPPORTED"
     assert conn.closed()
     assert raw().send(b"GET /echo HTTP/1.1\r\n\r\n").json()["method"] == "GET"  # still serving
     log = raw.server.log()
     assert "bad request" in log and "Traceback" not in log
+    assert f'" {status} ' in log  # the access log line has the status
 
 
 def test_request_line_and_headers_reach_the_environ(raw):
