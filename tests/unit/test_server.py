@@ -342,7 +342,7 @@ def test_tls(start, tmp_path):
     cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
     subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key),
                     "-out", str(cert), "-days", "1", "-subj", "/CN=127.0.0.1"], check=True, capture_output=True)
-    config = make_config()
+    config = make_config(timeouts_tlshandshake="1s")
     config["http"]["tls"].update(certificate=str(cert), key=str(key), minimumtls="tls1.3")
     server = Server(tmp_path, config)
     try:
@@ -364,6 +364,11 @@ def test_tls(start, tmp_path):
         with pytest.raises(ssl.SSLError):
             with socket.create_connection(("127.0.0.1", port), timeout=5) as raw:
                 old.wrap_socket(raw)
+        # A client that never starts its handshake is closed at http.timeouts.tlshandshake.
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as silent:
+            began = time.monotonic()
+            assert silent.recv(1) == b""
+            assert 0.7 < time.monotonic() - began < 5
         server.proc.send_signal(signal.SIGTERM)
         assert server.wait_exit(10) == 0
         assert "Traceback" not in server.log()
@@ -542,3 +547,33 @@ def test_responses_stream_and_head_has_no_body(raw):
     status, headers, _ = conn.response(head=True)
     assert status == 200 and headers["transfer-encoding"] == "chunked"
     assert conn.json()["path"] == "/echo"
+
+
+def test_idle_silent_and_trickling_clients_are_closed_at_their_timeouts(start):
+    server = start(make_config(timeouts_header="1s", timeouts_idle="1s"))
+    kept = Raw(server.port).send(b"GET /echo HTTP/1.1\r\n\r\n")
+    assert kept.json()["method"] == "GET"
+    silent = Raw(server.port)
+    trickle = Raw(server.port).send(b"GET /echo HTTP/1.1\r\n")
+    began = time.monotonic()
+    for _ in range(3):  # a header byte every 0.25 s does not move the deadline
+        time.sleep(0.25)
+        trickle.send(b"X")
+    status, headers, body = trickle.response()
+    assert status == 408 and headers["connection"] == "close"
+    assert json.loads(body)["errors"][0]["code"] == "UNSUPPORTED"
+    assert 0.8 < time.monotonic() - began < 3
+    assert trickle.closed()
+    assert silent.closed() and kept.closed()  # no request: closed without a response
+    assert time.monotonic() - began < 4
+    assert raw_get(server.port) == 200  # and the server carries on
+    for conn in (kept, silent, trickle):
+        conn.close()
+
+
+def raw_get(port: int) -> int:
+    conn = Raw(port).send(b"GET /v2/ HTTP/1.1\r\n\r\n")
+    try:
+        return conn.response()[0]
+    finally:
+        conn.close()

@@ -284,6 +284,7 @@ class _Connection:
         self.close_connection = False
         self.expect_continue = False
         self.request_id: str | None = None
+        self.client_gone = False
         self.started = 0.0
 
     # -- the connection's life ---------------------------------------------------
@@ -320,8 +321,10 @@ class _Connection:
         timer = gevent.Timeout(timeouts.tlshandshake)
         timer.start()
         try:
-            tls = self.server.ssl_context.wrap_socket(self.sock, server_side=True, do_handshake_on_connect=False)
-            tls.do_handshake()
+            # The TLS socket takes over the descriptor: closing it is run()'s job now.
+            self.sock = self.server.ssl_context.wrap_socket(self.sock, server_side=True,
+                                                            do_handshake_on_connect=False)
+            self.sock.do_handshake()
         except (ssl.SSLError, OSError) as e:  # scanners, old clients: not our error
             log.debug("TLS handshake with %s failed: %s", self.address[0], e)
             return False
@@ -332,7 +335,6 @@ class _Connection:
             return False
         finally:
             timer.close()
-        self.sock = tls
         return True
 
     def _read_request(self) -> bool:
@@ -491,24 +493,23 @@ class _Connection:
                 self.send(b"0\r\n\r\n")
             if self.body_left:  # the app sent less than its Content-Length
                 self.close_connection = True
-        except OSError as e:
-            # The client hung up or stopped reading: nobody to answer.
+        except Exception as e:
             self.close_connection = True
-            log.debug("connection from %s ended while serving %r: %s",
-                      self.env.get("REMOTE_ADDR", "-"), self.requestline, e)
-        except RegistryError as e:  # from an app that renders no errors of its own
-            self.close_connection = True
-            if not self.headers_sent:
-                self.status = f"{e.status} {HTTPStatus(e.status).phrase}"
-                self.send(error_response(e), quiet=True)
-        except Exception:
-            # Through logging rather than the hub's stderr printer, so that
-            # JSON logs stay JSON.
-            self.close_connection = True
-            log.error("error while serving %r", self.requestline, exc_info=True)
-            if not self.headers_sent:
-                self.status = "500 Internal Server Error"
-                self.send(error_response(Unknown()), quiet=True)
+            if isinstance(e, OSError) and self.client_gone:
+                # The client hung up or stopped reading: nobody to answer.
+                log.debug("connection from %s ended while serving %r: %s",
+                          self.env.get("REMOTE_ADDR", "-"), self.requestline, e)
+            elif isinstance(e, RegistryError):  # from an app that renders no errors of its own
+                if not self.headers_sent:
+                    self.status = f"{e.status} {HTTPStatus(e.status).phrase}"
+                    self.send(error_response(e), quiet=True)
+            else:
+                # Through logging rather than the hub's stderr printer, so
+                # that JSON logs stay JSON.
+                log.error("error while serving %r", self.requestline, exc_info=True)
+                if not self.headers_sent:
+                    self.status = "500 Internal Server Error"
+                    self.send(error_response(Unknown()), quiet=True)
         finally:
             close = getattr(result, "close", None)
             if close is not None:
@@ -538,7 +539,6 @@ class _Connection:
     def _send_head(self, data: bytes) -> None:
         """The status line and headers, with ``data`` (the first body chunk)
         behind them when it is small."""
-        self.headers_sent = True
         close = self.close_connection or self.server.draining
         length = None
         has_date = False
@@ -582,6 +582,7 @@ class _Connection:
         if data and self.command != "HEAD" and len(data) <= _COALESCE_MAX:
             out += self._frame(data)
             data = b""
+        self.headers_sent = True
         self.send(out)
         if data and self.command != "HEAD":
             self.send(self._frame(data))
@@ -611,6 +612,7 @@ class _Connection:
             if sent < len(data):
                 self.sock.sendall(memoryview(data)[sent:])
         except OSError:
+            self.client_gone = True
             if not quiet:
                 raise
             return

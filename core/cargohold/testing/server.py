@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import resource
 import signal
 import socket
 import ssl
@@ -37,12 +38,13 @@ class LiveRegistry:
     ``env`` entries are ``CARGOHOLD_*`` overrides added to the defaults (a
     temporary filesystem root, deletes enabled).  Use as a context manager, or
     call :meth:`start` and :meth:`stop`.  ``url`` is ``http://127.0.0.1:<port>``
-    and ``root`` the storage directory.
+    and ``root`` the storage directory.  ``open_files`` = ``(soft, hard)``
+    starts the process with that ``RLIMIT_NOFILE``.
     """
 
     def __init__(self, env: dict | None = None, config_file: str | None = None,
                  root: str | None = None, port: int | None = None, args: list[str] | None = None,
-                 tls_ca: str | None = None):
+                 tls_ca: str | None = None, open_files: tuple[int, int] | None = None):
         self._tmp = None
         if root is None:
             self._tmp = tempfile.TemporaryDirectory(prefix="cargohold-live-")
@@ -55,6 +57,7 @@ class LiveRegistry:
         self.url = f"{'https' if tls_ca else 'http'}://127.0.0.1:{self.port}"
         self.config_file = config_file
         self.args = list(args or [])
+        self.open_files = open_files
         self.env = {
             "CARGOHOLD_HTTP_ADDR": f"127.0.0.1:{self.port}",
             "CARGOHOLD_STORAGE_FILESYSTEM_ROOTDIRECTORY": root,
@@ -78,8 +81,10 @@ class LiveRegistry:
         env = dict(os.environ)
         env.update(self.env)
         self._log = open(self.log_path, "wb")
-        self.proc = subprocess.Popen(cmd, env=env, stdout=self._log, stderr=subprocess.STDOUT,
-                                     start_new_session=True)
+        limit = self.open_files
+        self.proc = subprocess.Popen(
+            cmd, env=env, stdout=self._log, stderr=subprocess.STDOUT, start_new_session=True,
+            preexec_fn=(lambda: resource.setrlimit(resource.RLIMIT_NOFILE, limit)) if limit else None)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
