@@ -577,3 +577,39 @@ def raw_get(port: int) -> int:
         return conn.response()[0]
     finally:
         conn.close()
+
+
+def test_a_client_that_stops_reading_is_cut_off_but_a_slow_one_is_not(start):
+    server = start(make_config(timeouts_body="0.5s"))
+    stalled = socket.socket()
+    stalled.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 16384)
+    stalled.connect(("127.0.0.1", server.port))
+    stalled.sendall(b"GET /big?mib=64 HTTP/1.1\r\n\r\n")
+    slow = socket.socket()
+    slow.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 16384)
+    slow.connect(("127.0.0.1", server.port))
+    slow.sendall(b"GET /big?mib=4 HTTP/1.1\r\n\r\n")
+    # The slow reader (~1.5 MB/s) keeps going, although the server's send
+    # buffer frees room in steps that take longer than the timeout: the
+    # timeout is for a client that stops, not for one that is slow.
+    received, began = 0, time.monotonic()
+    slow.settimeout(5)
+    while chunk := slow.recv(65536):
+        received += len(chunk)
+        if chunk.endswith(b"0\r\n\r\n"):
+            break
+        time.sleep(0.01)
+    assert received > 4 << 20 and time.monotonic() - began > 1.0
+    # Meanwhile the one that read nothing was closed: what it can still read ends early.
+    stalled.settimeout(5)
+    got = 0
+    try:
+        while chunk := stalled.recv(1 << 20):
+            got += len(chunk)
+    except ConnectionResetError:
+        pass
+    assert got < 64 << 20
+    stalled.close()
+    slow.close()
+    assert server.get("/v2/")[0] == 200
+    assert "Traceback" not in server.log()

@@ -9,13 +9,16 @@ Built on gevent's public API only (cooperative sockets, ``spawn``,
 from __future__ import annotations
 
 import errno
+import fcntl
 import json
 import logging
 import re
 import resource
 import socket
 import ssl
+import struct
 import sys
+import termios
 import time
 from dataclasses import dataclass, fields
 from http import HTTPStatus
@@ -77,8 +80,9 @@ class Timeouts:
     ``header``: from a new connection (or the first byte of a kept-alive
     connection's next request) to the end of the request headers; a partial
     request is then answered 408.  ``body``: the longest wait for the next
-    bytes of a request body, or for the client to take more of a response;
-    a stalled upload is answered 408.  ``idle``: how long a kept-alive
+    bytes of a request body, or in which the client takes nothing of a
+    response (judged by the socket's send queue); a stalled upload is
+    answered 408, a stalled download closed.  ``idle``: how long a kept-alive
     connection may wait for its next request.  ``tlshandshake``: the whole
     TLS handshake of a new connection (``http.tls``)."""
 
@@ -112,6 +116,15 @@ def configure_accepted(sock: socket.socket) -> None:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
     except OSError:  # the client already went away
         pass
+
+
+def _unsent(sock) -> int | None:
+    """Bytes in the socket's send queue (not yet acknowledged by the
+    client), or None where the system cannot tell."""
+    try:
+        return struct.unpack("i", fcntl.ioctl(sock.fileno(), termios.TIOCOUTQ, b"\0\0\0\0"))[0]
+    except (OSError, ValueError, AttributeError):
+        return None
 
 
 def error_response(error: RegistryError) -> bytes:
@@ -285,6 +298,7 @@ class _Connection:
         self.expect_continue = False
         self.request_id: str | None = None
         self.client_gone = False
+        self._queued: int | None = None  # send queue length at the last look
         self.started = 0.0
 
     # -- the connection's life ---------------------------------------------------
@@ -604,13 +618,32 @@ class _Connection:
         elif data and self.command != "HEAD":
             self.send(self._frame(data))
 
+    def _send_some(self, data) -> int:
+        while True:
+            try:
+                return self.sock.send(data)
+            except TimeoutError:
+                # Room in the send buffer comes back in large steps (a third
+                # of it), so a slow client that keeps reading can outlast one
+                # wait: it has stalled only if nothing left the send queue
+                # since the last look.
+                left = _unsent(self.sock)
+                if left is None or (self._queued is not None and left >= self._queued):
+                    raise
+                self._queued = left
+
     def send(self, data: bytes, quiet: bool = False) -> None:
-        # One plain send() usually takes it all; gevent's sendall() costs a
-        # getsockopt and chunking on every call.
+        # One plain send() usually takes it all.  Not sendall(): its timeout
+        # bounds the whole call, where http.timeouts.body bounds a wait in
+        # which the client takes nothing.
         try:
-            sent = self.sock.send(data)
+            sent = self._send_some(data)
             if sent < len(data):
-                self.sock.sendall(memoryview(data)[sent:])
+                view = memoryview(data)
+                while sent < len(view):
+                    self._queued = _unsent(self.sock)
+                    sent += self._send_some(view[sent:])
+                self._queued = None
         except OSError:
             self.client_gone = True
             if not quiet:
