@@ -394,6 +394,7 @@ class _Connection:
             self.status = f"{e.status} {HTTPStatus(e.status).phrase}"
             log.info("bad request from %s: %s", self.address[0] if isinstance(self.address, tuple) else "-",
                      e.message)
+            self.sock.settimeout(timeouts.body)
             self.send(error_response(e), quiet=True)
             self.log_request()
             return False
