@@ -2,7 +2,8 @@
 
 A client may declare ``Content-Length: N`` and close its side after fewer
 bytes, cut a chunked body off mid-chunk, or garble the chunk framing.  The
-WSGI server then raises ``OSError`` from ``wsgi.input.read``, which would
+server then raises an ``OSError`` (:class:`BodyEndedEarly`,
+:class:`BodyMalformed`, or the socket's own) from ``wsgi.input.read``, which would
 reach the app's last-resort handler as an unexpected error: a 500, a
 traceback in the log and a report to the error-reporting plugins.
 :class:`ClientInputMiddleware` wraps ``wsgi.input`` so that every reader of
@@ -16,11 +17,18 @@ from __future__ import annotations
 from cargohold.errors import BlobUploadInvalid, RegistryError, SizeInvalid
 
 
+class BodyEndedEarly(OSError):
+    """Raised by the server's ``wsgi.input`` when the connection ends before
+    the body does (fewer bytes than ``Content-Length``, no last chunk)."""
+
+
+class BodyMalformed(OSError):
+    """Raised by the server's ``wsgi.input`` for chunked framing that breaks
+    the rules (a bad chunk size, a missing chunk end, too many trailers)."""
+
+
 def _is_malformed_framing(error: OSError) -> bool:
-    # gevent's server raises _InvalidClientInput (an OSError) for a chunked
-    # body that breaks the framing rules; matched by name so that this module
-    # does not import gevent.  Anything else is the connection ending.
-    return type(error).__name__ == "_InvalidClientInput"
+    return isinstance(error, BodyMalformed)
 
 
 class ClientInput:

@@ -91,6 +91,8 @@ DEFAULTS: dict[str, Any] = {
         "prefix": "",
         "tls": {"certificate": "", "key": "", "clientcas": [], "minimumtls": "tls1.2"},
         "draintimeout": "30s",
+        "timeouts": {"header": "20s", "body": "60s", "idle": "75s", "tlshandshake": "10s"},
+        "maxconnections": 10000,
         "workers": 1,
         "headers": {"X-Content-Type-Options": ["nosniff"]},
         "debug": {"addr": "", "prometheus": {"enabled": True, "path": "/metrics"}},
@@ -391,6 +393,11 @@ CORE_SCHEMA: dict[str, Any] = {
             "minimumtls": OneOf("tls1.0", "tls1.1", "tls1.2", "tls1.3"),
         },
         "draintimeout": Duration,
+        # Slow or silent clients (see cargohold.server): the whole request
+        # line and headers; no body byte read or written for this long; a
+        # kept-alive connection without a new request; the TLS handshake.
+        "timeouts": {"header": Duration, "body": Duration, "idle": Duration, "tlshandshake": Duration},
+        "maxconnections": int,  # open connections per worker; the oldest idle ones make room
         "workers": Workers,
         "headers": {ANY_KEY: list},
         "debug": {  # /metrics and /healthz on a separate address (see cargohold.ops)
@@ -757,6 +764,12 @@ def _check_rules(config: Any, problems: list[str]) -> None:
     if bool(tls.get("certificate")) != bool(tls.get("key")):
         missing = "http.tls.key" if tls.get("certificate") else "http.tls.certificate"
         problems.append(f"{missing}: required when TLS is configured (http.tls.certificate and http.tls.key)")
+    for name, value in section("http", "timeouts").items():
+        if f"http.timeouts.{name}" not in reported and isinstance(value, (int, float)) and value <= 0:
+            problems.append(f"http.timeouts.{name}: must be more than zero, got {value:g}s")
+    maxconns = http.get("maxconnections")
+    if "http.maxconnections" not in reported and isinstance(maxconns, int) and maxconns < 1:
+        problems.append(f"http.maxconnections: must be at least 1, got {maxconns}")
     prefix = http.get("prefix", "")
     if "http.prefix" not in reported and prefix and not prefix.startswith("/"):
         problems.append(f"http.prefix: must start with '/', got {prefix!r}")

@@ -127,6 +127,36 @@ class MethodNotAllowed(RegistryError):
     code, status, message = "UNSUPPORTED", 405, "method not allowed on this endpoint"
 
 
+# -- answered by the HTTP server itself, before any app code runs ---------------
+# The spec's code list has nothing for a request that is not valid HTTP; like
+# NotFound, these use UNSUPPORTED.  The connection is closed after each.
+
+
+class RequestInvalid(RegistryError):
+    """A request line, header or body framing that is not valid HTTP/1.x (400)."""
+
+    code, status, message = "UNSUPPORTED", 400, "malformed HTTP request"
+
+
+class RequestTimeout(RegistryError):
+    """The request's headers, or the next bytes of its body, did not arrive
+    within ``http.timeouts`` (408)."""
+
+    code, status, message = "UNSUPPORTED", 408, "the request was not received in time"
+
+
+class URITooLong(RegistryError):
+    """A request line longer than the server accepts (414)."""
+
+    code, status, message = "UNSUPPORTED", 414, "request line too long"
+
+
+class HeadersTooLarge(RegistryError):
+    """Too many request headers, or too many bytes of them (431)."""
+
+    code, status, message = "UNSUPPORTED", 431, "request headers too large"
+
+
 def error_body(errors: list[RegistryError]) -> dict:
     """The spec's error document for one or more errors."""
     return {"errors": [e.to_dict() for e in errors]}

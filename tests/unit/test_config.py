@@ -34,6 +34,8 @@ def test_defaults_validate_and_coerce(tmp_path):
     assert config["storage"]["filesystem"] == {"rootdirectory": "./data"}
     assert config["storage"]["maintenance"]["uploadpurging"]["age"] == 168 * 3600.0
     assert config["http"]["draintimeout"] == 30.0
+    assert config["http"]["timeouts"] == {"header": 20.0, "body": 60.0, "idle": 75.0, "tlshandshake": 10.0}
+    assert config["http"]["maxconnections"] == 10000
     assert config["validation"]["manifests"]["maxsize"] == 4 * 1024 * 1024
     assert config["http"]["headers"] == {"X-Content-Type-Options": ["nosniff"]}
     assert auth_provider(config) is None
@@ -219,6 +221,12 @@ def test_env_errors_name_the_variable(tmp_path):
     ("storage:\n  rootdirectory: /x\n", "storage.rootdirectory: expected a mapping"),
     ("version: x\n", "version: expected major.minor"),
     ("plugins:\n  disabled: 5\n", "plugins.disabled: expected a list, got 5"),
+    ("http:\n  timeouts:\n    header: soon\n", "http.timeouts.header: expected a duration such as 30s"),
+    ("http:\n  timeouts:\n    idle: 0\n", "http.timeouts.idle: must be more than zero, got 0s"),
+    ("http:\n  timeouts:\n    tlshandshake: 0s\n", "http.timeouts.tlshandshake: must be more than zero"),
+    ("http:\n  maxconnections: 0\n", "http.maxconnections: must be at least 1, got 0"),
+    ("http:\n  maxconnections: lots\n", "http.maxconnections: expected an integer"),
+    ("http:\n  timeouts:\n    read: 5s\n", "unknown key 'http.timeouts.read'"),
 ])
 def test_errors_name_the_key(tmp_path, text, expected):
     assert expected in problems(tmp_path, text)

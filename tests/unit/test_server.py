@@ -62,6 +62,10 @@ def make_app():
             biggest = max(biggest, len(chunk))
         return {"total": total, "biggest": biggest}
 
+    @app.get("/two")
+    def two():  # two small writes: the second waits for an ACK under Nagle
+        return Response(iter([b"a", b"b"]), mimetype="text/plain")
+
     @app.get("/big")
     def big():
         n = int(request.args.get("mib", "8"))
@@ -196,39 +200,32 @@ def test_keep_alive_and_start_line(start):
 
 
 def test_keep_alive_requests_do_not_wait_for_delayed_acks(start):
-    # Without TCP_NODELAY every response on a kept-alive connection waits
-    # ~40 ms (Nagle + delayed ACK): 50 requests would take 2 s.
+    # Without TCP_NODELAY every streamed response on a kept-alive connection
+    # waits ~40 ms (Nagle + delayed ACK): 50 requests would take 2 s.
     server = start()
     conn = server.connect()
     try:
         began = time.monotonic()
         for _ in range(50):
-            conn.request("GET", "/v2/")
-            conn.getresponse().read()
+            conn.request("GET", "/two")
+            assert conn.getresponse().read() == b"ab"
         assert time.monotonic() - began < 1.0
     finally:
         conn.close()
 
 
 def test_accepted_sockets_get_tcp_nodelay():
-    from gevent import socket as gsocket
+    from cargohold.server.wsgi import configure_accepted
 
-    from cargohold.server import RegistryServer
-
-    listener = gsocket.socket()
-    listener.bind(("127.0.0.1", 0))
-    listener.listen(8)
-    server = RegistryServer(listener, lambda environ, start_response: [])
-    server.init_socket()
-    client = socket.create_connection(listener.getsockname())
-    try:
-        accepted, _ = server.do_read()
-        assert accepted.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY)
-        assert accepted.getsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE)
-        accepted.close()
-    finally:
-        client.close()
-        server.close()
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(8)
+        with socket.create_connection(listener.getsockname()):
+            accepted, _ = listener.accept()
+            with accepted:
+                configure_accepted(accepted)
+                assert accepted.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY)
+                assert accepted.getsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE)
 
 
 def test_bodies_stream_both_ways(start):
@@ -359,7 +356,7 @@ def test_tls(start, tmp_path):
     cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
     subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key),
                     "-out", str(cert), "-days", "1", "-subj", "/CN=127.0.0.1"], check=True, capture_output=True)
-    config = make_config()
+    config = make_config(timeouts_tlshandshake="1s")
     config["http"]["tls"].update(certificate=str(cert), key=str(key), minimumtls="tls1.3")
     server = Server(tmp_path, config)
     try:
@@ -381,6 +378,11 @@ def test_tls(start, tmp_path):
         with pytest.raises(ssl.SSLError):
             with socket.create_connection(("127.0.0.1", port), timeout=5) as raw:
                 old.wrap_socket(raw)
+        # A client that never starts its handshake is closed at http.timeouts.tlshandshake.
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as silent:
+            began = time.monotonic()
+            assert silent.recv(1) == b""
+            assert 0.7 < time.monotonic() - began < 5
         server.proc.send_signal(signal.SIGTERM)
         assert server.wait_exit(10) == 0
         assert "Traceback" not in server.log()
@@ -461,28 +463,36 @@ def raw(start):
         conn.close()
 
 
-@pytest.mark.parametrize("request_bytes", [
-    b"GARBAGE\r\n\r\n",
-    b"GET /echo\r\n\r\n",  # HTTP/0.9
-    b"GET /echo HTTP/2.0\r\n\r\n",
-    b"G(T /echo HTTP/1.1\r\n\r\n",
-    b"GET /echo HTTP/1.1\r\nNo colon here\r\n\r\n",
-    b"GET /echo HTTP/1.1\r\nHost : x\r\n\r\n",  # whitespace before the colon
-    b"GET /echo HTTP/1.1\r\nX-Dup: a\r\n  folded\r\n\r\n",  # obsolete line folding
-    b"POST /echo HTTP/1.1\r\nContent-Length: +5\r\n\r\nhello",
-    b"POST /echo HTTP/1.1\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\nhello!",
-    b"POST /echo HTTP/1.1\r\nTransfer-Encoding: gzip\r\n\r\n",
-    b"HEAD /echo HTTP/1.1\r\nContent-Length: 3\r\n\r\nabc",
-    b"GET /echo HTTP/1.1\r\nX-Big: " + b"a" * 70000 + b"\r\n\r\n",
-    b"GET /echo HTTP/1.1\r\n" + b"X-Many: 1\r\n" * 101 + b"\r\n",
-])
-def test_malformed_requests_get_400_and_close(raw, request_bytes):
+@pytest.mark.parametrize("request_bytes, status", [
+    (b"GARBAGE\r\n\r\n", 400),
+    (b"GET /echo\r\n\r\n", 400),  # HTTP/0.9
+    (b"GET /echo HTTP/2.0\r\n\r\n", 400),
+    (b"G(T /echo HTTP/1.1\r\n\r\n", 400),
+    (b"GET /echo HTTP/1.1\r\nNo colon here\r\n\r\n", 400),
+    (b"GET /echo HTTP/1.1\r\nHost : x\r\n\r\n", 400),  # whitespace before the colon
+    (b"GET /echo HTTP/1.1\r\nX-Dup: a\r\n  folded\r\n\r\n", 400),  # obsolete line folding
+    (b"POST /echo HTTP/1.1\r\nContent-Length: +5\r\n\r\nhello", 400),
+    (b"POST /echo HTTP/1.1\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\nhello!", 400),
+    (b"POST /echo HTTP/1.1\r\nTransfer-Encoding: gzip\r\n\r\n", 400),
+    (b"HEAD /echo HTTP/1.1\r\nContent-Length: 3\r\n\r\nabc", 400),
+    (b"GET /echo?" + b"a" * 9000 + b" HTTP/1.1\r\n\r\n", 414),
+    (b"GET /echo HTTP/1.1\r\nX-Big: " + b"a" * 70000 + b"\r\n\r\n", 431),
+    (b"GET /echo HTTP/1.1\r\n" + b"X-Many: 1\r\n" * 101 + b"\r\n", 431),
+    (b"GET /echo HTTP/1.1\r\n" + b"".join(b"X-Lot%d: %s\r\n" % (i, b"a" * 60000) for i in range(5)) + b"\r\n",
+     431),
+], ids=lambda v: v[:30].decode("latin-1") if isinstance(v, bytes) else str(v))
+def test_malformed_requests_get_the_spec_error_and_close(raw, request_bytes, status):
     conn = raw().send(request_bytes)
-    assert conn.response()[0] == 400
+    got, headers, body = conn.response()
+    assert got == status
+    assert headers["content-type"] == "application/json" and headers["connection"] == "close"
+    assert headers["docker-distribution-api-version"] == "registry/2.0"
+    assert json.loads(body)["errors"][0]["code"] == "UNSUPPORTED"
     assert conn.closed()
     assert raw().send(b"GET /echo HTTP/1.1\r\n\r\n").json()["method"] == "GET"  # still serving
     log = raw.server.log()
     assert "bad request" in log and "Traceback" not in log
+    assert f'" {status} ' in log  # the access log line has the status
 
 
 def test_request_line_and_headers_reach_the_environ(raw):
@@ -551,3 +561,69 @@ def test_responses_stream_and_head_has_no_body(raw):
     status, headers, _ = conn.response(head=True)
     assert status == 200 and headers["transfer-encoding"] == "chunked"
     assert conn.json()["path"] == "/echo"
+
+
+def test_idle_silent_and_trickling_clients_are_closed_at_their_timeouts(start):
+    server = start(make_config(timeouts_header="1s", timeouts_idle="1s"))
+    kept = Raw(server.port).send(b"GET /echo HTTP/1.1\r\n\r\n")
+    assert kept.json()["method"] == "GET"
+    silent = Raw(server.port)
+    trickle = Raw(server.port).send(b"GET /echo HTTP/1.1\r\n")
+    began = time.monotonic()
+    for _ in range(3):  # a header byte every 0.25 s does not move the deadline
+        time.sleep(0.25)
+        trickle.send(b"X")
+    status, headers, body = trickle.response()
+    assert status == 408 and headers["connection"] == "close"
+    assert json.loads(body)["errors"][0]["code"] == "UNSUPPORTED"
+    assert 0.8 < time.monotonic() - began < 3
+    assert trickle.closed()
+    assert silent.closed() and kept.closed()  # no request: closed without a response
+    assert time.monotonic() - began < 4
+    assert raw_get(server.port) == 200  # and the server carries on
+    for conn in (kept, silent, trickle):
+        conn.close()
+
+
+def raw_get(port: int) -> int:
+    conn = Raw(port).send(b"GET /v2/ HTTP/1.1\r\n\r\n")
+    try:
+        return conn.response()[0]
+    finally:
+        conn.close()
+
+
+def test_a_client_that_stops_reading_is_cut_off_but_a_slow_one_is_not(start):
+    server = start(make_config(timeouts_body="0.5s"))
+    stalled = socket.socket()
+    stalled.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 16384)
+    stalled.connect(("127.0.0.1", server.port))
+    stalled.sendall(b"GET /big?mib=64 HTTP/1.1\r\n\r\n")
+    slow = socket.socket()
+    slow.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 16384)
+    slow.connect(("127.0.0.1", server.port))
+    slow.sendall(b"GET /big?mib=4 HTTP/1.1\r\n\r\n")
+    # The slow reader (~1.5 MB/s) keeps going, although the server's send
+    # buffer frees room in steps that take longer than the timeout: the
+    # timeout is for a client that stops, not for one that is slow.
+    received, began = 0, time.monotonic()
+    slow.settimeout(5)
+    while chunk := slow.recv(65536):
+        received += len(chunk)
+        if chunk.endswith(b"0\r\n\r\n"):
+            break
+        time.sleep(0.01)
+    assert received > 4 << 20 and time.monotonic() - began > 1.0
+    # Meanwhile the one that read nothing was closed: what it can still read ends early.
+    stalled.settimeout(5)
+    got = 0
+    try:
+        while chunk := stalled.recv(1 << 20):
+            got += len(chunk)
+    except ConnectionResetError:
+        pass
+    assert got < 64 << 20
+    stalled.close()
+    slow.close()
+    assert server.get("/v2/")[0] == 200
+    assert "Traceback" not in server.log()

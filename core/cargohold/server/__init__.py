@@ -1,22 +1,26 @@
-"""Serving the WSGI app with gevent's pywsgi: sockets, worker processes,
-signals and draining.
+"""Serving the WSGI app on gevent: sockets, worker processes, signals,
+slow clients and draining.
 
 Call :func:`serve` only after ``gevent.monkey.patch_all()`` has run, before
 anything else was imported (``cargohold serve`` does this first thing).
 
 What the server does, and why:
 
+* Its own HTTP/1.x connection loop (:mod:`cargohold.server.wsgi`) on
+  gevent's public API: an accept greenlet and one greenlet per connection.
+  The request line and headers are parsed by hand into the WSGI environ,
+  and the status line and headers go out in one ``send`` together with the
+  first body chunk when that chunk is small.  It was measured against
+  gunicorn's gevent worker and kept (see the README, "Server layer").
 * ``TCP_NODELAY`` on every accepted socket.  A response can go out in more
   than one write (headers, then the rest of a streamed body); on keep-alive
   connections Nagle's algorithm and delayed ACKs would then hold it ~40 ms.
-* A lean HTTP/1.x front end on top of pywsgi's handler: the request line and
-  headers are parsed by hand (pywsgi goes through ``http.client`` and the
-  ``email`` package, its biggest per-request cost), the WSGI environ is
-  built directly from them, and the status line and headers go out in one
-  ``send`` together with the first body chunk when that chunk is small.
-  Request bodies are still read by pywsgi's ``Input`` (Content-Length,
-  chunked, ``Expect: 100-continue``).
 * Keep-alive (HTTP/1.1) and ``SO_KEEPALIVE`` on, listen backlog 1024.
+* Slow and hostile clients: ``http.timeouts`` bounds the request headers,
+  stalls inside a body, idle keep-alive connections and the TLS handshake;
+  ``http.maxconnections`` bounds open connections per worker (the oldest
+  idle ones make room); the soft open-files limit is raised to the hard one
+  at start-up, as Go's runtime does, and the bound is kept below it.
 * ``http.workers`` > 1: the parent binds the socket once, forks the workers
   (each builds its own app after the fork, so nothing is shared by accident)
   and supervises them: a worker that dies is replaced; SIGTERM/SIGINT is
@@ -31,15 +35,17 @@ What the server does, and why:
   app's iterable is written chunk by chunk, as given.
 * The access log goes through :mod:`logging` (``cargohold.access``, INFO)
   unless ``log.accesslog.disabled``.
+* Everything the server answers on its own (400, 408, 414, 431, 500, 503)
+  carries the distribution spec's JSON error body.
 """
 
 from cargohold.server.logs import configure_logging
-from cargohold.server.sockets import BACKLOG, bind_listener
+from cargohold.server.sockets import BACKLOG, bind_listener, raise_open_files_limit
 from cargohold.server.supervisor import EXIT_CONFIG, EXIT_STARTUP, serve, worker_count
 from cargohold.server.tls import ssl_context
-from cargohold.server.wsgi import RegistryServer
+from cargohold.server.wsgi import RegistryServer, Timeouts
 
 __all__ = [
-    "BACKLOG", "EXIT_CONFIG", "EXIT_STARTUP", "RegistryServer",
-    "bind_listener", "configure_logging", "serve", "ssl_context", "worker_count",
+    "BACKLOG", "EXIT_CONFIG", "EXIT_STARTUP", "RegistryServer", "Timeouts",
+    "bind_listener", "configure_logging", "raise_open_files_limit", "serve", "ssl_context", "worker_count",
 ]

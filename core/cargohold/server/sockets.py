@@ -1,7 +1,9 @@
-"""The listening socket."""
+"""The listening socket, and the open-files limit."""
 
 from __future__ import annotations
 
+import logging
+import resource
 import socket
 
 from gevent import monkey
@@ -10,6 +12,25 @@ from cargohold.config import ConfigError
 
 
 BACKLOG = 1024
+
+log = logging.getLogger("cargohold.server")
+
+
+def raise_open_files_limit() -> int:
+    """Raise the soft open-files limit (``RLIMIT_NOFILE``) to the hard
+    limit, as Go's runtime does at start-up: each connection is a file
+    descriptor, and the common default of 1,024 is soon used up.  Returns
+    the soft limit now in force (unchanged if it cannot be raised)."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard == soft:
+        return soft
+    try:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    except (ValueError, OSError) as e:
+        log.warning("cannot raise the open-files limit from %d to %d: %s", soft, hard, e)
+        return soft
+    log.debug("open-files limit raised from %d to %d", soft, hard)
+    return hard
 
 
 def bind_listener(host: str, port: int, backlog: int = BACKLOG) -> socket.socket:

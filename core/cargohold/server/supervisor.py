@@ -39,9 +39,9 @@ _MAX_BACKOFF = 10.0
 # How long the parent waits past the drain timeout before SIGKILLing workers.
 _KILL_GRACE = 5.0
 from cargohold.server.logs import configure_logging
-from cargohold.server.sockets import bind_listener
+from cargohold.server.sockets import bind_listener, raise_open_files_limit
 from cargohold.server.tls import ReloadingContext, reloading_context
-from cargohold.server.wsgi import RegistryServer
+from cargohold.server.wsgi import DEFAULT_MAX_CONNECTIONS, RegistryServer, Timeouts
 
 # -- one worker -----------------------------------------------------------------
 
@@ -79,15 +79,14 @@ def _run_worker(spec: _Spec, parent_pid: int | None = None, ready_fd: int | None
         return EXIT_STARTUP
 
     config = spec.config
-    kwargs: dict[str, Any] = {}
-    if spec.ssl_context is not None:
-        kwargs["ssl_context"] = spec.ssl_context
+    http = config["http"]
     server = RegistryServer(
         spec.listener, app,
         access_log=not config.get("log", {}).get("accesslog", {}).get("disabled", False),
-        # SERVER_NAME set here spares pywsgi a reverse DNS lookup per worker.
         environ={"wsgi.multiprocess": spec.multiprocess, "SERVER_NAME": spec.host or socket.gethostname()},
-        **kwargs,
+        ssl_context=spec.ssl_context,
+        timeouts=Timeouts.from_config(http),
+        max_connections=int(http.get("maxconnections") or DEFAULT_MAX_CONNECTIONS),
     )
     debug_server = None
     debug_app = getattr(app, "cargohold_debug_app", None)
@@ -385,6 +384,7 @@ def serve(app_factory: Callable[[], Any], config: Mapping[str, Any], *,
     files cannot be loaded.
     """
     http = config["http"]
+    raise_open_files_limit()  # before the fork: the workers inherit it
     host, port = parse_addr(http["addr"])
     workers = worker_count(http.get("workers", 1))
     context = reloading_context(http.get("tls") or {})

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import resource
 import shutil
 import signal
 import socket
@@ -72,14 +73,16 @@ class LiveRegistry:
     ``env`` entries are ``CARGOHOLD_*`` overrides added to the defaults (a
     temporary filesystem root, deletes enabled).  ``plugins`` maps entry-point
     names to module sources installed for this process only (see
-    :func:`install_plugins`).  Use as a context manager, or call :meth:`start`
-    and :meth:`stop`.  ``url`` is ``http://127.0.0.1:<port>`` and ``root``
-    the storage directory.
+    :func:`install_plugins`).  ``open_files`` = ``(soft, hard)`` starts the
+    process with that ``RLIMIT_NOFILE``.  Use as a context manager, or call
+    :meth:`start` and :meth:`stop`.  ``url`` is ``http://127.0.0.1:<port>``
+    and ``root`` the storage directory.
     """
 
     def __init__(self, env: dict | None = None, config_file: str | None = None,
                  root: str | None = None, port: int | None = None, args: list[str] | None = None,
-                 tls_ca: str | None = None, plugins: dict[str, str] | None = None):
+                 tls_ca: str | None = None, plugins: dict[str, str] | None = None,
+                 open_files: tuple[int, int] | None = None):
         self._tmp = None
         self._plugin_dir = None
         if plugins:
@@ -96,6 +99,7 @@ class LiveRegistry:
         self.url = f"{'https' if tls_ca else 'http'}://127.0.0.1:{self.port}"
         self.config_file = config_file
         self.args = list(args or [])
+        self.open_files = open_files
         self.env = {
             "CARGOHOLD_HTTP_ADDR": f"127.0.0.1:{self.port}",
             "CARGOHOLD_STORAGE_FILESYSTEM_ROOTDIRECTORY": root,
@@ -121,8 +125,10 @@ class LiveRegistry:
         if self._plugin_dir is not None:
             env["PYTHONPATH"] = os.pathsep.join(filter(None, [self._plugin_dir.name, env.get("PYTHONPATH")]))
         self._log = open(self.log_path, "wb")
-        self.proc = subprocess.Popen(cmd, env=env, stdout=self._log, stderr=subprocess.STDOUT,
-                                     start_new_session=True)
+        limit = self.open_files
+        self.proc = subprocess.Popen(
+            cmd, env=env, stdout=self._log, stderr=subprocess.STDOUT, start_new_session=True,
+            preexec_fn=(lambda: resource.setrlimit(resource.RLIMIT_NOFILE, limit)) if limit else None)
         # Served below http.prefix when the environment sets one.
         prefix = self.env.get("CARGOHOLD_HTTP_PREFIX", "").strip("/")
         probe = f"{self.url}{'/' + prefix if prefix else ''}/v2/"
