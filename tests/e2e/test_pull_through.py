@@ -25,6 +25,7 @@ import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
 from cargohold.testing.auth import write_htpasswd
+from cargohold.testing.containerd import Containerd
 from cargohold.testing.images import OCI_INDEX, OCI_MANIFEST, LayoutWriter, build_image, build_index, read_blobs, tagged
 from cargohold.testing.server import LiveRegistry, free_port
 from cargohold.testing.services import ReferenceRegistry
@@ -307,3 +308,28 @@ def test_upstream_down_cached_content_is_served_uncached_fails_fast(tmp_path, re
         ref_upstream.start()
     pull(via_mirror, "ref/team/never", "v1", tmp_path / "later")
     assert read_blobs(tmp_path / "later") == read_blobs(uncached.path)
+
+
+# -- containerd -----------------------------------------------------------------------------------------------------
+
+
+def test_containerd_pulls_through_the_mirror_with_ns(tmp_path, mirror, to_ref, to_hold):
+    """``ctr`` with a ``hosts.toml`` naming the mirror for ``ref.test`` and
+    ``hold.test``: containerd sends ``?ns=<host>``, the mirror serves the
+    upstream answering it and says so in ``OCI-Namespace``."""
+    index = build_index(tmp_path / "src", "multi", archs=("amd64", "arm64"), seed="proxy-ctr")
+    push(to_ref, index, "team/ctr", "multi", "--all")
+    push(to_hold, index, "team/ctr", "multi", "--all")
+    expected = read_blobs(index.path)
+    with Containerd() as containerd:
+        for host in ("ref.test", "hold.test"):
+            hosts_dir = containerd.hosts_dir(host, mirror.url)
+            pulled = containerd.ctr("images", "pull", "--all-platforms", "--http-dump", "--hosts-dir", hosts_dir,
+                                    f"{host}/team/ctr:multi")
+            dump = pulled.stdout.decode(errors="replace") + pulled.stderr.decode(errors="replace")
+            assert f"ns={host}" in dump, "containerd did not send the ns parameter"
+            assert re.search(rf"(?i)oci-namespace: {re.escape(host)}", dump), "the mirror did not answer OCI-Namespace"
+            listed = containerd.ctr("images", "ls", "--quiet").stdout.decode().split()
+            assert f"{host}/team/ctr:multi" in listed
+        for digest, data in expected.items():
+            assert containerd.content(digest) == data, f"{digest} differs after the pull through containerd"
