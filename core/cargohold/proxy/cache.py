@@ -263,11 +263,14 @@ class PullThroughCache:
         key = (route.upstream.url, route.remote, digest)
         with self._lock:
             fetch = self._fetches.get(key)
-            if fetch is not None and fetch.joinable():
-                self.count(route, "blob", "joined")
-                return fetch
-            fetch = BlobFetch(self, route, digest)
-            self._fetches[key] = fetch
+            joining = fetch is not None and fetch.joinable()
+            if not joining:
+                fetch = BlobFetch(self, route, digest)
+                self._fetches[key] = fetch
+        if joining:
+            fetch.wait_started()  # the first client's error, if the upstream refused
+            self.count(route, "blob", "joined")
+            return fetch
         try:
             fetch.start()
         except RegistryError as e:
@@ -448,22 +451,41 @@ class BlobFetch:
         self.error: str | None = None
         self._cond = threading.Condition()
         self._spool: str | None = None
+        self._started = threading.Event()
+        self._start_error: RegistryError | None = None
 
     def joinable(self) -> bool:
         with self._cond:
-            return not self.done
+            return not self.done and self._start_error is None
+
+    def wait_started(self) -> None:
+        """Wait until the upstream answered the first client's request;
+        raises the error it got then."""
+        self._started.wait()
+        if self._start_error is not None:
+            raise self._start_error
 
     def start(self) -> None:
-        resp = self.route.client.request("GET", self.route.remote, f"blobs/{self.digest}", stream=True)
-        if resp.status_code == 404:
+        try:
+            resp = self.route.client.request("GET", self.route.remote, f"blobs/{self.digest}", stream=True)
+            if resp.status_code == 404:
+                resp.close()
+                raise BlobUnknown(detail={"digest": self.digest, "upstream": self.route.upstream.url})
+            if resp.status_code != 200:
+                resp.close()
+                raise self.route.client.unavailable(f"GET blobs/{self.digest} answered {resp.status_code}")
+            length = resp.headers.get("Content-Length")
+            self.size = int(length) if length and length.isdigit() else None
+            fd, self._spool = tempfile.mkstemp(prefix="cargohold-proxy-", dir=self.cache.spool_dir)
+        except RegistryError as e:
+            self._start_error = e
+            raise
+        except Exception as e:  # no spool file: nothing can be served
             resp.close()
-            raise BlobUnknown(detail={"digest": self.digest, "upstream": self.route.upstream.url})
-        if resp.status_code != 200:
-            resp.close()
-            raise self.route.client.unavailable(f"GET blobs/{self.digest} answered {resp.status_code}")
-        length = resp.headers.get("Content-Length")
-        self.size = int(length) if length and length.isdigit() else None
-        fd, self._spool = tempfile.mkstemp(prefix="cargohold-proxy-", dir=self.cache.spool_dir)
+            self._start_error = self.route.client.unavailable(f"the transfer could not start ({type(e).__name__})")
+            raise self._start_error from e
+        finally:
+            self._started.set()
         threading.Thread(target=self._run, args=(resp, fd), name=f"proxy-fetch-{self.digest[:19]}",
                          daemon=True).start()
 
