@@ -26,7 +26,8 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from cargohold.testing.auth import write_htpasswd
 from cargohold.testing.containerd import Containerd
-from cargohold.testing.images import OCI_INDEX, OCI_MANIFEST, LayoutWriter, build_image, build_index, read_blobs, tagged
+from cargohold.testing.images import OCI_INDEX, OCI_MANIFEST, build_image, build_index, read_blobs, sha256, tagged
+from cargohold.testing.notifications import EventReceiver
 from cargohold.testing.server import LiveRegistry, free_port
 from cargohold.testing.services import ReferenceRegistry
 from cargohold.testing.skopeo import Skopeo, find_skopeo
@@ -89,9 +90,21 @@ def mirror_config(ref_url: str, hold_url: str, **extra) -> dict:
 
 
 @pytest.fixture(scope="module")
-def mirror(tmp_path_factory, ref_upstream, hold_upstream):
+def receiver():
+    with EventReceiver() as events:
+        yield events
+
+
+@pytest.fixture(scope="module")
+def mirror(tmp_path_factory, ref_upstream, hold_upstream, receiver):
     conf = tmp_path_factory.mktemp("mirror")
-    (conf / "config.yml").write_text(yaml.safe_dump(mirror_config(ref_upstream.url, hold_upstream.url)))
+    config = mirror_config(ref_upstream.url, hold_upstream.url)
+    # The reference again, with a password it refuses.
+    config["proxy"]["upstreams"].append({"url": ref_upstream.url, "username": "mirror", "password": "wrong",
+                                         "prefix": "badref/", "timeout": f"{TIMEOUT}s"})
+    config["notifications"] = {"endpoints": [{"name": "events", "url": receiver.url, "timeout": "2s",
+                                              "backoff": "100ms"}]}
+    (conf / "config.yml").write_text(yaml.safe_dump(config))
     with LiveRegistry(config_file=str(conf / "config.yml"), env={"CARGOHOLD_LOG_LEVEL": "info"}) as live:
         yield live
 
@@ -136,10 +149,15 @@ def scrape(url: str) -> dict:
             for family in text_string_to_metric_families(resp.text) for s in family.samples}
 
 
-def hold_blob_gets(hold: LiveRegistry) -> float:
+def hold_requests(hold: LiveRegistry, route: str) -> float:
+    """GETs of ``route`` the token-auth upstream counted."""
     return sum(v for (name, labels), v in scrape(hold.metrics_url).items()
-               if name == "cargohold_http_requests_total" and ("route", "v2.get_blob") in labels
+               if name == "cargohold_http_requests_total" and ("route", route) in labels
                and ("method", "GET") in labels)
+
+
+def hold_blob_gets(hold: LiveRegistry) -> float:
+    return hold_requests(hold, "v2.get_blob")
 
 
 def error_codes(resp: requests.Response) -> list[str]:
@@ -169,11 +187,14 @@ def test_index_from_token_upstream_by_prefix_is_byte_identical_and_cached(tmp_pa
     index = build_index(tmp_path / "src", "multi", archs=("amd64", "arm64"), seed="proxy-hold-index")
     push(to_hold, index, "team/multi", "multi", "--all")
     before = hold_blob_gets(hold_upstream)
+    tokens_before = hold_requests(hold_upstream, "token_server.token")
     pull(via_mirror, "hold/team/multi", "multi", tmp_path / "first", "--all")
     assert tagged(tmp_path / "first", "multi")["digest"] == index.digest
     assert read_blobs(tmp_path / "first") == read_blobs(index.path)
     fetched = hold_blob_gets(hold_upstream)
     assert fetched - before >= 6  # two configs and four layers
+    # One token for the repository, reused for every request after it.
+    assert hold_requests(hold_upstream, "token_server.token") - tokens_before == 1
 
     pull(via_mirror, "hold/team/multi", "multi", tmp_path / "second", "--all")
     assert read_blobs(tmp_path / "second") == read_blobs(index.path)
@@ -256,7 +277,7 @@ def test_a_moved_tag_is_seen_after_its_ttl_and_not_before(tmp_path, mirror, to_r
     assert resp.status_code == 200
 
 
-def test_metrics_count_hits_misses_and_bytes(tmp_path, mirror, to_ref, ref_upstream):
+def test_metrics_count_hits_misses_and_bytes(tmp_path, mirror, to_ref, ref_upstream, receiver):
     image = build_image(tmp_path / "src", "v1", layers=2, seed="proxy-metrics")
     push(to_ref, image, "team/metrics", "v1")
     before = scrape(mirror.url)
@@ -275,6 +296,44 @@ def test_metrics_count_hits_misses_and_bytes(tmp_path, mirror, to_ref, ref_upstr
     assert delta("cargohold_proxy_lookups_total", kind="blob", result="hit") == 1, {k: v for k, v in after.items() if "proxy" in k[0]}
     assert delta("cargohold_proxy_lookups_total", kind="manifest", result="miss") == 1
     assert delta("cargohold_proxy_fetched_bytes_total") == layer["size"] + len(manifest.content)
+    # The pull streamed from the upstream says so in its event.
+    upstream_url = f"{ref_upstream.url}/v2/team/metrics/blobs/{layer['digest']}"
+    receiver.wait_for(lambda events: any(e["action"] == "pull" and e["target"].get("url") == upstream_url
+                                          for e in events))
+
+
+def test_an_upstream_refusing_the_mirrors_credentials_gives_denied(tmp_path, mirror, to_ref):
+    image = build_image(tmp_path / "src", "v1", layers=1, seed="proxy-denied")
+    push(to_ref, image, "team/denied", "v1")
+    resp = requests.get(f"{mirror.url}/v2/badref/team/denied/manifests/v1", headers={"Accept": ACCEPT}, timeout=30)
+    assert resp.status_code == 403
+    assert error_codes(resp) == ["DENIED"]
+    assert "refused the mirror's credentials" in resp.json()["errors"][0]["message"]
+
+
+def test_referrers_come_from_the_upstream(tmp_path, hold_upstream, mirror, to_hold):
+    image = build_image(tmp_path / "src", "v1", layers=1, seed="proxy-referrers")
+    push(to_hold, image, "team/signed", "v1")
+    token = requests.get(f"{hold_upstream.url}/auth/token", auth=("alice", USERS["alice"]), timeout=30,
+                         params={"service": "hold.test", "scope": "repository:team/signed:pull,push"}).json()["token"]
+    auth = {"Authorization": f"Bearer {token}"}
+    config = b"{}"
+    resp = requests.post(f"{hold_upstream.url}/v2/team/signed/blobs/uploads/", params={"digest": sha256(config)},
+                         data=config, headers=auth, timeout=30)
+    assert resp.status_code == 201, resp.text
+    signature = json.dumps({
+        "schemaVersion": 2, "mediaType": OCI_MANIFEST, "artifactType": "application/vnd.example.signature",
+        "config": {"mediaType": "application/vnd.oci.empty.v1+json", "digest": sha256(config), "size": 2},
+        "layers": [{"mediaType": "application/vnd.oci.empty.v1+json", "digest": sha256(config), "size": 2}],
+        "subject": {"mediaType": OCI_MANIFEST, "digest": image.digest, "size": 1},
+    }).encode()
+    resp = requests.put(f"{hold_upstream.url}/v2/team/signed/manifests/{sha256(signature)}", data=signature,
+                        headers={**auth, "Content-Type": OCI_MANIFEST}, timeout=30)
+    assert resp.status_code == 201, resp.text
+    resp = requests.get(f"{mirror.url}/v2/hold/team/signed/referrers/{image.digest}", timeout=30)
+    assert resp.status_code == 200, resp.text
+    assert [d["digest"] for d in resp.json()["manifests"]] == [sha256(signature)]
+    assert resp.json()["manifests"][0]["artifactType"] == "application/vnd.example.signature"
 
 
 # -- the upstream goes away ---------------------------------------------------------------------------------------
