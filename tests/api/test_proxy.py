@@ -1,0 +1,59 @@
+"""The pull-through cache inside the app: off without a ``proxy`` section,
+and the mirror's own client authentication and access rules apply to
+proxied repositories before the upstream is asked.  The upstream is a real
+``cargohold serve`` on loopback; the mirror is an in-process app."""
+
+from __future__ import annotations
+
+import pytest
+import requests
+
+from cargohold.proxy import EXTENSION
+from cargohold.testing.auth import basic, write_htpasswd
+from cargohold.testing.server import LiveRegistry
+
+BLOB = b"pulled through the cache\n"
+DIGEST = "sha256:" + __import__("hashlib").sha256(BLOB).hexdigest()
+
+
+@pytest.fixture(scope="module")
+def upstream():
+    with LiveRegistry() as live:
+        resp = requests.post(f"{live.url}/v2/team/app/blobs/uploads/", params={"digest": DIGEST}, data=BLOB,
+                             timeout=30)
+        assert resp.status_code == 201, resp.text
+        yield live
+
+
+def test_without_a_proxy_section_nothing_is_proxied(app):
+    assert EXTENSION not in app.extensions
+    client = app.test_client()
+    resp = client.post("/v2/anything/blobs/uploads/", query_string={"digest": DIGEST}, data=BLOB)
+    assert resp.status_code == 201
+
+
+def test_client_auth_and_access_rules_apply_to_proxied_repositories(make_app, upstream, tmp_path):
+    rules = tmp_path / "access.yml"
+    rules.write_text("rules:\n"
+                     "  - {repositories: ['mirror/public/*'], users: [anonymous, '*'], actions: [pull]}\n"
+                     "  - {repositories: ['mirror/**'], users: [alice], actions: [pull, push]}\n")
+    app = make_app({"storage": {"inmemory": {}},
+                    "auth": {"htpasswd": {"realm": "mirror", "path": write_htpasswd(tmp_path / "users", {
+                        "alice": "pw", "bob": "pw"}), "access": str(rules)}},
+                    "proxy": {"upstreams": [{"url": upstream.url, "prefix": "mirror/", "timeout": "5s"}]}})
+    client = app.test_client()
+    try:
+        url = f"/v2/mirror/team/app/blobs/{DIGEST}"
+        anonymous = client.get(url)
+        assert anonymous.status_code == 401
+        assert anonymous.headers["WWW-Authenticate"] == 'Basic realm="mirror"'
+        assert client.get(url, headers=basic("bob", "pw")).status_code == 403
+        assert client.get(url, headers=basic("alice", "pw")).status_code == 200
+        assert client.get(url, headers=basic("alice", "pw")).data == BLOB
+        # Refused writes are refused after authentication, as read-only mode's are.
+        assert client.post("/v2/mirror/team/app/blobs/uploads/").status_code == 401
+        pushed = client.post("/v2/mirror/team/app/blobs/uploads/", headers=basic("alice", "pw"))
+        assert pushed.status_code == 405
+        assert pushed.json["errors"][0]["code"] == "UNSUPPORTED"
+    finally:
+        app.cargohold_shutdown()
