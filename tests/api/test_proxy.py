@@ -5,6 +5,9 @@ proxied repositories before the upstream is asked.  The upstream is a real
 
 from __future__ import annotations
 
+import socket
+import time
+
 import pytest
 import requests
 
@@ -57,3 +60,30 @@ def test_client_auth_and_access_rules_apply_to_proxied_repositories(make_app, up
         assert pushed.json["errors"][0]["code"] == "UNSUPPORTED"
     finally:
         app.cargohold_shutdown()
+
+
+def test_an_upstream_that_never_answers_fails_within_the_timeout(make_app):
+    """A socket that accepts connections (in its backlog) and never answers:
+    the pull ends with 503 UNAVAILABLE after the timeout, not a hang."""
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(16)
+        port = silent.getsockname()[1]
+        app = make_app({"storage": {"inmemory": {}},
+                        "proxy": {"upstreams": [{"url": f"http://127.0.0.1:{port}", "prefix": "slow/",
+                                                 "timeout": "1s"}]}})
+        try:
+            client = app.test_client()
+            for path in ("/v2/slow/app/manifests/latest", f"/v2/slow/app/blobs/{DIGEST}", "/v2/slow/app/tags/list"):
+                started = time.monotonic()
+                resp = client.get(path)
+                elapsed = time.monotonic() - started
+                if path.endswith("tags/list"):  # nothing cached: the local repository is unknown
+                    assert resp.status_code == 404 and resp.json["errors"][0]["code"] == "NAME_UNKNOWN"
+                else:
+                    assert resp.status_code == 503, resp.data
+                    error = resp.json["errors"][0]
+                    assert error["code"] == "UNAVAILABLE" and "timed out" in error["message"]
+                assert elapsed < 5, f"{path} took {elapsed:.1f}s"
+        finally:
+            app.cargohold_shutdown()

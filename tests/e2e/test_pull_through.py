@@ -287,13 +287,22 @@ def test_metrics_count_hits_misses_and_bytes(tmp_path, mirror, to_ref, ref_upstr
         resp = requests.get(f"{mirror.url}/v2/ref/team/metrics/blobs/{layer['digest']}", timeout=30)
         assert resp.status_code == 200 and len(resp.content) == layer["size"]
     after = scrape(mirror.url)
+    scraped = [after]
 
     def delta(name, **labels):
         key = (name, frozenset({"upstream": ref_upstream.url, **labels}.items()))
-        return after.get(key, 0) - before.get(key, 0)
+        return scraped[-1].get(key, 0) - before.get(key, 0)
 
-    assert delta("cargohold_proxy_lookups_total", kind="blob", result="miss") == 1, {k: v for k, v in after.items() if "proxy" in k[0]}
-    assert delta("cargohold_proxy_lookups_total", kind="blob", result="hit") == 1, {k: v for k, v in after.items() if "proxy" in k[0]}
+    assert delta("cargohold_proxy_lookups_total", kind="blob", result="miss") == 1
+    assert delta("cargohold_proxy_lookups_total", kind="blob", result="hit") == 1
+    assert delta("cargohold_proxy_lookups_total", kind="manifest", result="miss") == 1
+    assert delta("cargohold_proxy_fetched_bytes_total") == layer["size"] + len(manifest.content)
+    # After tagttl, an unchanged tag is revalidated with a HEAD, not fetched again.
+    time.sleep(TAG_TTL + 0.2)
+    again = requests.get(f"{mirror.url}/v2/ref/team/metrics/manifests/v1", headers={"Accept": ACCEPT}, timeout=30)
+    assert again.content == manifest.content
+    scraped.append(scrape(mirror.url))
+    assert delta("cargohold_proxy_lookups_total", kind="manifest", result="revalidated") == 1
     assert delta("cargohold_proxy_lookups_total", kind="manifest", result="miss") == 1
     assert delta("cargohold_proxy_fetched_bytes_total") == layer["size"] + len(manifest.content)
     # The pull streamed from the upstream says so in its event.
