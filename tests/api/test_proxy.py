@@ -22,9 +22,10 @@ DIGEST = "sha256:" + __import__("hashlib").sha256(BLOB).hexdigest()
 @pytest.fixture(scope="module")
 def upstream():
     with LiveRegistry() as live:
-        resp = requests.post(f"{live.url}/v2/team/app/blobs/uploads/", params={"digest": DIGEST}, data=BLOB,
-                             timeout=30)
-        assert resp.status_code == 201, resp.text
+        for repository in ("team/app", "team/other"):
+            resp = requests.post(f"{live.url}/v2/{repository}/blobs/uploads/", params={"digest": DIGEST}, data=BLOB,
+                                 timeout=30)
+            assert resp.status_code == 201, resp.text
         yield live
 
 
@@ -87,3 +88,19 @@ def test_an_upstream_that_never_answers_fails_within_the_timeout(make_app):
                 assert elapsed < 5, f"{path} took {elapsed:.1f}s"
         finally:
             app.cargohold_shutdown()
+
+
+def test_cached_bytes_are_served_to_another_repository_only_if_the_upstream_has_it_there(make_app, upstream):
+    app = make_app({"storage": {"inmemory": {}},
+                    "proxy": {"upstreams": [{"url": upstream.url, "prefix": "m/", "timeout": "5s"}]}})
+    client = app.test_client()
+    try:
+        assert client.get(f"/v2/m/team/app/blobs/{DIGEST}").data == BLOB  # fetched and cached
+        assert client.get(f"/v2/m/team/other/blobs/{DIGEST}").data == BLOB  # upstream confirms: linked
+        resp = client.get(f"/v2/m/team/none/blobs/{DIGEST}")
+        assert resp.status_code == 404 and resp.json["errors"][0]["code"] == "BLOB_UNKNOWN"
+        lookups = app.extensions["cargohold"].metrics.counters["proxy_lookups"]
+        assert lookups[(upstream.url, "blob", "miss")] == 1
+        assert lookups[(upstream.url, "blob", "hit")] == 1
+    finally:
+        app.cargohold_shutdown()

@@ -234,12 +234,7 @@ class PullThroughCache:
         if blobs.size(digest) is None:
             return False
         if not blobs.is_linked(route.local, digest):
-            resp = route.client.request("HEAD", route.remote, f"blobs/{digest}")
-            resp.close()
-            if resp.status_code == 404:
-                raise BlobUnknown(detail={"digest": digest, "upstream": route.upstream.url})
-            if resp.status_code != 200:
-                raise route.client.unavailable(f"HEAD blobs/{digest} answered {resp.status_code}")
+            self.blob_head(route, digest)  # the upstream has it in this repository
             blobs.link(route.local, digest)
         self.count(route, "blob", "hit")
         self.record_pull(route, digest)
