@@ -5,12 +5,14 @@ proxied repositories before the upstream is asked.  The upstream is a real
 
 from __future__ import annotations
 
+import json
 import socket
 import time
 
 import pytest
 import requests
 
+from cargohold.manifests import OCI_MANIFEST
 from cargohold.proxy import EXTENSION
 from cargohold.testing.auth import basic, write_htpasswd
 from cargohold.testing.server import LiveRegistry
@@ -102,5 +104,26 @@ def test_cached_bytes_are_served_to_another_repository_only_if_the_upstream_has_
         lookups = app.extensions["cargohold"].metrics.counters["proxy_lookups"]
         assert lookups[(upstream.url, "blob", "miss")] == 1
         assert lookups[(upstream.url, "blob", "hit")] == 1
+    finally:
+        app.cargohold_shutdown()
+
+
+def test_tags_revalidate_and_a_tag_gone_upstream_is_gone_here(make_app, upstream):
+    manifest = json.dumps({"schemaVersion": 2, "mediaType": OCI_MANIFEST, "layers": [], "config": {
+        "mediaType": "application/vnd.oci.image.config.v1+json", "digest": DIGEST, "size": len(BLOB)}}).encode()
+    resp = requests.put(f"{upstream.url}/v2/team/app/manifests/short-lived", data=manifest, timeout=30,
+                        headers={"Content-Type": OCI_MANIFEST})
+    assert resp.status_code == 201, resp.text
+    app = make_app({"storage": {"inmemory": {}},
+                    "proxy": {"upstreams": [{"url": upstream.url, "prefix": "m/", "tagttl": 0, "timeout": "5s"}]}})
+    client = app.test_client()
+    try:
+        assert client.get("/v2/m/team/app/manifests/short-lived").data == manifest
+        assert client.get("/v2/m/team/app/tags/list").json["tags"] == ["short-lived"]
+        assert requests.delete(f"{upstream.url}/v2/team/app/manifests/short-lived", timeout=30).status_code == 202
+        resp = client.get("/v2/m/team/app/manifests/short-lived")
+        assert resp.status_code == 404 and resp.json["errors"][0]["code"] == "MANIFEST_UNKNOWN"
+        # Gone from the cache too, not only hidden while the upstream answers.
+        assert app.extensions["cargohold"].registry.manifests.tags("m/team/app") == []
     finally:
         app.cargohold_shutdown()
