@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 import threading
 import time
 
@@ -75,32 +76,39 @@ def peak_rss_mib(pid: int) -> float:
     raise AssertionError("no VmHWM")
 
 
-def test_eight_clients_share_one_upstream_transfer_with_flat_memory(upstream, mirror):
-    size = 256 * MiB
-    digest = upload(upstream, "big/blob", size, "proxy-256")
-    before = upstream_blob_gets(upstream)
-    results: list = [None] * 8
-    start = threading.Barrier(8)
+def pull_together(url: str, clients: int) -> list:
+    """``clients`` GETs of ``url`` started at once, each hashing the body as
+    it streams; ``(status, bytes, digest)`` or the exception, per client."""
+    results: list = [None] * clients
+    start = threading.Barrier(clients)
 
     def client(i: int) -> None:
         start.wait()
         h, n = hashlib.sha256(), 0
         try:
-            with requests.get(f"{mirror.url}/v2/up/big/blob/blobs/{digest}", stream=True, timeout=(10, 120)) as resp:
+            with requests.get(url, stream=True, timeout=(10, 120)) as resp:
                 status = resp.status_code
                 for chunk in resp.iter_content(MiB):
                     h.update(chunk)
                     n += len(chunk)
             results[i] = (status, n, "sha256:" + h.hexdigest())
-        except Exception as e:  # reported below
+        except Exception as e:  # reported by the caller
             results[i] = e
 
-    threads = [threading.Thread(target=client, args=(i,)) for i in range(8)]
-    started = time.monotonic()
+    threads = [threading.Thread(target=client, args=(i,)) for i in range(clients)]
     for t in threads:
         t.start()
     for t in threads:
         t.join(300)
+    return results
+
+
+def test_eight_clients_share_one_upstream_transfer_with_flat_memory(upstream, mirror):
+    size = 256 * MiB
+    digest = upload(upstream, "big/blob", size, "proxy-256")
+    before = upstream_blob_gets(upstream)
+    started = time.monotonic()
+    results = pull_together(f"{mirror.url}/v2/up/big/blob/blobs/{digest}", 8)
     elapsed = time.monotonic() - started
     assert results == [(200, size, digest)] * 8, results
     assert upstream_blob_gets(upstream) - before == 1, "the upstream served the blob more than once"
@@ -154,3 +162,24 @@ def test_a_short_or_corrupt_upstream_transfer_is_never_cached(upstream, mirror, 
     assert resp.status_code == 200
     assert "sha256:" + hashlib.sha256(resp.content).hexdigest() == digest
     assert os.path.exists(cached)
+
+
+def test_workers_of_one_server_share_one_upstream_transfer(tmp_path, upstream):
+    """With ``http.workers: 2`` the clients land on both workers; one of them
+    fetches, the other follows its spool file."""
+    (tmp_path / "config.yml").write_text(yaml.safe_dump({
+        "version": "0.1", "http": {"workers": 2},
+        "proxy": {"upstreams": [{"url": upstream.url, "prefix": "up/", "timeout": "5s"}]},
+    }))
+    with LiveRegistry(config_file=str(tmp_path / "config.yml"), env={"CARGOHOLD_LOG_LEVEL": "info"}) as mirror:
+        for round in range(4):
+            size = 48 * MiB + round
+            digest = upload(upstream, f"workers/r{round}", size, f"proxy-workers-{round}")
+            before = upstream_blob_gets(upstream)
+            results = pull_together(f"{mirror.url}/v2/up/workers/r{round}/blobs/{digest}", 8)
+            assert results == [(200, size, digest)] * 8, results
+            assert upstream_blob_gets(upstream) - before == 1, "the upstream served the blob more than once"
+            pids = set(re.findall(rf"\[(\d+)\][^\n]*GET /v2/up/workers/r{round}/blobs/", mirror.log()))
+            if len(pids) == 2:
+                break
+        assert len(pids) == 2, f"the clients never reached both workers: {pids}"

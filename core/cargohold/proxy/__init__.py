@@ -26,6 +26,7 @@ proxied repository get ``UNSUPPORTED``.
 from __future__ import annotations
 
 import logging
+import os
 from urllib.parse import parse_qs
 
 from flask import Flask, Response, request
@@ -33,6 +34,7 @@ from flask import Flask, Response, request
 from cargohold import events
 from cargohold.api import listing
 from cargohold.errors import Unsupported
+from cargohold.metrics import SHARED_DIR_ENV
 from cargohold.proxy.cache import PullThroughCache, Route
 from cargohold.proxy.upstream import Upstream, UpstreamClient, upstreams_from_config
 from cargohold.reference import check_digest, check_tag, is_digest
@@ -55,7 +57,9 @@ class PullThrough:
         self.upstreams = upstreams
         self.clients = {u.url + "|" + u.prefix: UpstreamClient(u) for u in upstreams}
         self.by_ns = {ns: u for u in upstreams for ns in u.namespaces}
-        self.cache = PullThroughCache(registry, metrics, manifest_limit=manifest_limit)
+        shared = os.environ.get(SHARED_DIR_ENV)  # set by the supervisor for its workers
+        self.cache = PullThroughCache(registry, metrics, manifest_limit=manifest_limit,
+                                      shared_spool=os.path.join(shared, "proxy") if shared else None)
 
     def close(self) -> None:
         for client in self.clients.values():

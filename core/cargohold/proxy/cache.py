@@ -21,6 +21,8 @@ storage, when to ask the upstream, and how fetched content is stored.
 
 from __future__ import annotations
 
+import fcntl
+import hashlib
 import json
 import logging
 import os
@@ -62,15 +64,22 @@ class Route:
 class PullThroughCache:
     """The cache over one :class:`~cargohold.registry.Registry`.  ``metrics``
     is the app's :class:`~cargohold.metrics.RegistryMetrics` (or ``None``);
-    ``spool_dir`` is where shared fetches keep the bytes that waiting
-    clients read (the system's temporary directory by default)."""
+    ``spool_dir`` is where fetches keep the bytes that waiting clients read
+    (the system's temporary directory by default); ``shared_spool``, a
+    directory the server's worker processes share, lets them share fetches
+    too."""
 
     def __init__(self, registry: Registry, metrics=None, spool_dir: str | None = None,
-                 manifest_limit: int = 4 << 20):
+                 manifest_limit: int = 4 << 20, shared_spool: str | None = None):
         self.registry = registry
         self.driver = registry.driver
         self.metrics = metrics
         self.spool_dir = spool_dir
+        #: The directory the server's workers share (http.workers > 1): a
+        #: blob is then fetched once for all of them (see BlobFetch).
+        self.shared_spool = shared_spool
+        if shared_spool is not None:
+            os.makedirs(shared_spool, exist_ok=True)
         self.manifest_limit = manifest_limit
         self._fetches: dict[tuple, BlobFetch] = {}
         self._lock = threading.Lock()
@@ -274,7 +283,7 @@ class PullThroughCache:
                     del self._fetches[key]
             self._failed(route, "blob", e)
             raise
-        self.count(route, "blob", "miss")
+        self.count(route, "blob", "joined" if fetch.following else "miss")
         return fetch
 
     def _fetch_ended(self, fetch: "BlobFetch") -> None:
@@ -425,18 +434,28 @@ class PullThroughCache:
 
 class BlobFetch:
     """One transfer of a blob from the upstream into storage, shared by every
-    client of this process that asks for it meanwhile.
+    client that asks for it meanwhile: in this process, and in the other
+    workers of the same server when they share a spool directory.
 
-    :meth:`start` sends the request (so a 404 or an unreachable upstream
-    fails the first client with the spec error) and hands the body to a
-    thread of its own, which writes each chunk to the storage writer and to
-    a spool file, hashing as it goes, and commits only when size and digest
-    match.  Clients get each chunk once the next one arrived, and the last
-    one only after the commit: no client receives a whole body that does not
-    match its digest, and once a client has the whole blob, it is cached.  :meth:`stream` yields the bytes to one client as they arrive
-    (from the spool file, so memory stays flat however many wait), or from
-    storage once the fetch is over; a failed transfer ends every stream with
-    an error, so clients see a short body and never a wrong one."""
+    :meth:`start` decides who fetches.  Without a shared spool directory,
+    or when this process wins the directory's lock for the blob, it is the
+    *fetcher*: it sends the request (so a 404 or an unreachable upstream fails
+    the first client with the spec error) and hands the body to a thread of
+    its own, which writes each chunk to the storage writer and to a spool
+    file, hashing as it goes, and commits only when size and digest match.
+    Otherwise another worker is fetching, and this process *follows* its
+    spool file, polling its growth, until that worker releases the lock;
+    the blob is then in storage, or the transfer failed.
+
+    :meth:`stream` yields the bytes to one client as they arrive, from the
+    spool file (memory stays flat however many wait), or from storage once
+    the fetch is over.  Clients get the last chunk only after the commit:
+    no client receives a whole body that does not match its digest, and
+    once a client has the whole blob, it is cached.  A failed transfer ends
+    every stream with an error (a short body)."""
+
+    #: How often a follower looks at the fetching worker's spool file.
+    POLL = 0.05
 
     def __init__(self, cache: PullThroughCache, route: Route, digest: str):
         self.cache, self.route, self.digest = cache, route, digest
@@ -445,62 +464,131 @@ class BlobFetch:
         self.done = False
         self.error: str | None = None
         self._cond = threading.Condition()
-        self._spool: str | None = None
+        self._fd: int | None = None  # the spool file, readable at any offset
         self._started = threading.Event()
         self._start_error: RegistryError | None = None
+        self._lock_fd: int | None = None
+        self._base: str | None = None
+        #: Whether another worker fetches, and this process follows.
+        self.following = False
 
     def joinable(self) -> bool:
         with self._cond:
             return not self.done and self._start_error is None
 
     def wait_started(self) -> None:
-        """Wait until the upstream answered the first client's request;
-        raises the error it got then."""
+        """Wait until the first client's :meth:`start` is over; raises the
+        error it got."""
         self._started.wait()
         if self._start_error is not None:
             raise self._start_error
 
+    # -- starting ------------------------------------------------------------
+
     def start(self) -> None:
         try:
-            resp = self.route.client.request("GET", self.route.remote, f"blobs/{self.digest}", stream=True)
-            if resp.status_code == 404:
-                resp.close()
-                raise BlobUnknown(detail={"digest": self.digest, "upstream": self.route.upstream.url})
-            if resp.status_code != 200:
-                resp.close()
-                raise self.route.client.unavailable(f"GET blobs/{self.digest} answered {resp.status_code}")
-            length = resp.headers.get("Content-Length")
-            self.size = int(length) if length and length.isdigit() else None
-            fd, self._spool = tempfile.mkstemp(prefix="cargohold-proxy-", dir=self.cache.spool_dir)
+            self._start()
         except RegistryError as e:
             self._start_error = e
+            self._unlock()
             raise
         except Exception as e:  # no spool file: nothing can be served
-            resp.close()
             self._start_error = self.route.client.unavailable(f"the transfer could not start ({type(e).__name__})")
+            self._unlock()
             raise self._start_error from e
         finally:
             self._started.set()
-        threading.Thread(target=self._run, args=(resp, fd), name=f"proxy-fetch-{self.digest[:19]}",
+
+    def _start(self) -> None:
+        shared = self.cache.shared_spool
+        if shared is None:
+            fd, path = tempfile.mkstemp(prefix="cargohold-proxy-", dir=self.cache.spool_dir)
+            os.unlink(path)  # the descriptor is all anyone needs
+            self._fetch(fd)
+            return
+        key = "\0".join((self.route.upstream.url, self.route.remote, self.digest)).encode()
+        self._base = os.path.join(shared, hashlib.sha256(key).hexdigest()[:40])
+        deadline = time.monotonic() + 2 * self.route.upstream.timeout + 1  # its connect and first read
+        while True:
+            if self._lock(blocking=False):
+                if self.cache.registry.blobs.size(self.digest) is not None:  # another worker just finished
+                    self._unlock()
+                    self._adopt()
+                    return
+                for suffix in (".meta", ".result"):
+                    _remove(self._base + suffix)
+                fd = os.open(self._base + ".data", os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o600)
+                self._fetch(fd)
+                return
+            meta = self._read(".meta")
+            if meta is not None:
+                self._follow(meta)
+                return
+            if time.monotonic() > deadline:
+                raise self.route.client.unavailable("another worker's transfer of the blob did not start in time")
+            time.sleep(self.POLL)
+
+    def _fetch(self, fd: int) -> None:
+        try:
+            resp = self.route.client.request("GET", self.route.remote, f"blobs/{self.digest}", stream=True)
+        except BaseException:
+            os.close(fd)
+            raise
+        if resp.status_code != 200:
+            resp.close()
+            os.close(fd)
+            if resp.status_code == 404:
+                raise BlobUnknown(detail={"digest": self.digest, "upstream": self.route.upstream.url})
+            raise self.route.client.unavailable(f"GET blobs/{self.digest} answered {resp.status_code}")
+        length = resp.headers.get("Content-Length")
+        self.size = int(length) if length and length.isdigit() else None
+        self._fd = fd
+        if self._base is not None:  # followers in other workers may start now
+            _write_atomically(self._base + ".meta", json.dumps({"size": self.size}))
+        threading.Thread(target=self._run, args=(resp,), name=f"proxy-fetch-{self.digest[:19]}",
                          daemon=True).start()
 
-    def _run(self, resp, fd: int) -> None:
+    def _follow(self, meta: str) -> None:
+        try:
+            fd = os.open(self._base + ".data", os.O_RDONLY)
+        except FileNotFoundError:  # the fetching worker just finished: storage has it, or not
+            self._adopt()
+            return
+        try:
+            self.size = json.loads(meta)["size"]
+        except (ValueError, KeyError, TypeError):
+            self.size = None
+        self._fd = fd
+        self.following = True
+        threading.Thread(target=self._run_following, name=f"proxy-follow-{self.digest[:19]}", daemon=True).start()
+
+    def _adopt(self) -> None:
+        """Another worker's fetch ended before this one could follow it."""
+        size = self.cache.registry.blobs.size(self.digest)
+        if size is None:
+            raise self.route.client.unavailable("the transfer in another worker failed")
+        self.cache.registry.blobs.link(self.route.local, self.digest)
+        self.cache.record_pull(self.route, self.digest, force=True)
+        self.size = size
+        self._finish(None, size)
+
+    # -- transferring --------------------------------------------------------
+
+    def _run(self, resp) -> None:
         cache, route, digest = self.cache, self.route, self.digest
         blobs = cache.registry.blobs
         hasher = new_hasher(algorithm_of(digest))
         writer = None if blobs.size(digest) is not None else cache.driver.writer(paths.blob_data(digest))
-        received = 0
+        received, error = 0, None
         try:
             for chunk in resp.iter_content(CHUNK):
                 if not chunk:
                     continue
-                os.write(fd, chunk)
+                os.write(self._fd, chunk)
                 if writer is not None:
                     writer.write(chunk)
                 hasher.update(chunk)
-                with self._cond:  # all but the newest chunk: see below
-                    self.written = received
-                    self._cond.notify_all()
+                self._publish(received)  # all but the newest chunk: see the class docstring
                 received += len(chunk)
             actual = f"{hasher.name}:{hasher.hexdigest()}"
             if self.size is not None and received != self.size:
@@ -513,30 +601,91 @@ class BlobFetch:
             blobs.link(route.local, digest)
             cache.record_pull(route, digest, force=True)
         except Exception as e:
-            reason = str(e) if isinstance(e, ValueError) else f"the transfer failed ({type(e).__name__})"
-            self.error = reason
+            error = str(e) if isinstance(e, ValueError) else f"the transfer failed ({type(e).__name__})"
             if writer is not None:
                 writer.cancel()
-            cache.upstream_error(route, route.client.unavailable(reason))
-            log.warning("not caching %s from %s/%s: %s", digest, route.upstream.url, route.remote, reason)
+            cache.upstream_error(route, route.client.unavailable(error))
+            log.warning("not caching %s from %s/%s: %s", digest, route.upstream.url, route.remote, error)
         finally:
             if writer is not None:
                 writer.close()
             resp.close()
-            os.close(fd)
             cache.fetched(route, received)
-            with self._cond:
-                if self.error is None:
-                    self.written = received  # the last chunk, once verified and committed
-                self.done = True
-                os.unlink(self._spool)  # open readers keep their descriptor
-                self._cond.notify_all()
-            cache._fetch_ended(self)
+            if self._base is not None:
+                _write_atomically(self._base + ".result", error or "ok")
+                _remove(self._base + ".meta")
+                _remove(self._base + ".data")  # open readers keep their descriptor
+                self._unlock()
+            self._finish(error, received)
+
+    def _run_following(self) -> None:
+        """Publish what the fetching worker has written, until it lets go
+        of the lock; its ``.result`` then says whether the blob is stored."""
+        error = None
+        try:
+            while not self._lock(blocking=False):
+                size = os.fstat(self._fd).st_size
+                if size > self.written + 1:
+                    self._publish(size - 1)  # the last byte waits for the commit
+                time.sleep(self.POLL)
+            result = self._read(".result")
+            self._unlock()
+            if result != "ok" or self.cache.registry.blobs.size(self.digest) is None:
+                error = f"the transfer in another worker failed: {result or 'it ended without a result'}"
+        except Exception as e:
+            error = f"following another worker's transfer failed ({type(e).__name__})"
+            self._unlock()
+        if error is None:
+            self.cache.registry.blobs.link(self.route.local, self.digest)
+            self.cache.record_pull(self.route, self.digest, force=True)
+        self._finish(error, os.fstat(self._fd).st_size)
+
+    def _publish(self, written: int) -> None:
+        with self._cond:
+            self.written = written
+            self._cond.notify_all()
+
+    def _finish(self, error: str | None, size: int | None = None) -> None:
+        with self._cond:
+            if error is None and size is not None:
+                self.written = size  # the last chunk, once verified and committed
+            self.error = error
+            self.done = True
+            fd, self._fd = self._fd, None
+            self._cond.notify_all()
+        if fd is not None:
+            os.close(fd)  # readers hold duplicates
+        self.cache._fetch_ended(self)
+
+    # -- the shared spool directory -------------------------------------------
+
+    def _lock(self, blocking: bool) -> bool:
+        if self._lock_fd is None:
+            self._lock_fd = os.open(self._base + ".lock", os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(self._lock_fd, fcntl.LOCK_EX | (0 if blocking else fcntl.LOCK_NB))
+        except BlockingIOError:
+            return False
+        return True
+
+    def _unlock(self) -> None:
+        fd, self._lock_fd = self._lock_fd, None
+        if fd is not None:
+            os.close(fd)  # releases the lock
+
+    def _read(self, suffix: str) -> str | None:
+        try:
+            with open(self._base + suffix) as f:
+                return f.read()
+        except FileNotFoundError:
+            return None
+
+    # -- serving -------------------------------------------------------------
 
     def stream(self) -> Iterator[bytes]:
         """The blob's bytes for one client (see the class docstring)."""
         with self._cond:
-            fd = None if self.done else os.open(self._spool, os.O_RDONLY)
+            fd = None if self.done else os.dup(self._fd)
             failed = self.done and self.error
         if fd is None:
             if failed:
@@ -554,12 +703,28 @@ class BlobFetch:
                     raise BlobTransferFailed(self.digest, error)
                 if sent < available:
                     chunk = os.pread(fd, min(CHUNK, available - sent), sent)
+                    if not chunk:
+                        raise BlobTransferFailed(self.digest, "the spool file is shorter than announced")
                     sent += len(chunk)
                     yield chunk
                 elif done:
                     return
         finally:
             os.close(fd)
+
+
+def _write_atomically(path: str, text: str) -> None:
+    tmp = f"{path}.{os.getpid()}.tmp"
+    with open(tmp, "w") as f:
+        f.write(text)
+    os.replace(tmp, path)
+
+
+def _remove(path: str) -> None:
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        pass
 
 
 class BlobTransferFailed(Exception):
