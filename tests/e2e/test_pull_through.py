@@ -306,9 +306,15 @@ def test_metrics_count_hits_misses_and_bytes(tmp_path, mirror, to_ref, ref_upstr
     assert delta("cargohold_proxy_lookups_total", kind="manifest", result="miss") == 1
     assert delta("cargohold_proxy_fetched_bytes_total") == layer["size"] + len(manifest.content)
     # The pull streamed from the upstream says so in its event.
-    upstream_url = f"{ref_upstream.url}/v2/team/metrics/blobs/{layer['digest']}"
-    receiver.wait_for(lambda events: any(e["action"] == "pull" and e["target"].get("url") == upstream_url
-                                          for e in events))
+    digest = manifest.headers["Docker-Content-Digest"]
+    for url in (f"{ref_upstream.url}/v2/team/metrics/blobs/{layer['digest']}",
+                f"{ref_upstream.url}/v2/team/metrics/manifests/{digest}"):
+        receiver.wait_for(lambda events: any(e["action"] == "pull" and e["target"].get("url") == url
+                                              for e in events))
+    # Pulls served from the cache name the mirror.
+    receiver.wait_for(lambda events: any(
+        e["action"] == "pull" and e["target"].get("url") == f"{mirror.url}/v2/ref/team/metrics/blobs/{layer['digest']}"
+        for e in events))
 
 
 def test_an_upstream_refusing_the_mirrors_credentials_gives_denied(tmp_path, mirror, to_ref):

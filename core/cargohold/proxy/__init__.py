@@ -106,7 +106,9 @@ class PullThrough:
             reference = args["reference"]
             by_digest = is_digest(reference)
             check_digest(reference) if by_digest else check_tag(reference)
-            self.cache.manifest(route, reference, by_digest)
+            source = self.cache.manifest(route, reference, by_digest)
+            if source is not None:  # the pull event names the upstream
+                request.environ[events.SOURCE_URL_KEY] = source
         elif endpoint == "v2.get_blob":
             return self._blob(route, check_digest(args["digest"]))
         elif endpoint == "v2.tags_list":
@@ -128,8 +130,8 @@ class PullThrough:
         fetch = self.cache.blob_fetch(route, digest)
         if fetch.size is not None:
             headers["Content-Length"] = str(fetch.size)
-        events.emit(events.PULL, route.local, digest, events.BLOB_MEDIA_TYPE, fetch.size,
-                    url=route.client.url(route.remote, f"blobs/{digest}"))
+        request.environ[events.SOURCE_URL_KEY] = route.client.url(route.remote, f"blobs/{digest}")
+        events.emit(events.PULL, route.local, digest, events.BLOB_MEDIA_TYPE, fetch.size)
         return Response(fetch.stream(), status=200, content_type="application/octet-stream", headers=headers,
                         direct_passthrough=True)
 

@@ -124,23 +124,25 @@ class PullThroughCache:
 
     # -- manifests -----------------------------------------------------------
 
-    def manifest(self, route: Route, reference: str, by_digest: bool) -> None:
+    def manifest(self, route: Route, reference: str, by_digest: bool) -> str | None:
         """Make sure the manifest is in storage (and the tag fresh enough),
         so the registry serves it as any other; raises the spec error when
-        it cannot be."""
+        it cannot be.  Returns the upstream URL it was fetched from now, if
+        it was."""
         manifests = self.registry.manifests
         if by_digest:
+            fetched = None
             if manifests.has_revision(route.local, reference):
                 self.count(route, "manifest", "hit")
             else:
                 try:
-                    self._fetch_manifest(route, reference, reference, tags=[])
+                    fetched = self._fetch_manifest(route, reference, reference, tags=[])
                 except RegistryError as e:
                     self._failed(route, "manifest", e)
                     raise
                 self.count(route, "manifest", "miss")
             self.record_pull(route, reference)
-            return
+            return route.client.url(route.remote, f"manifests/{fetched}") if fetched else None
         tag = reference
         try:
             cached = manifests.resolve_tag(route.local, tag)
@@ -149,13 +151,14 @@ class PullThroughCache:
         if cached is not None and self._fresh(route, tag):
             self.count(route, "manifest", "hit")
             self.record_pull(route, cached)
-            return
+            return None
+        fetched = None
         try:
             current = self._head_manifest(route, tag)
             if cached is not None and current == cached:
                 self.count(route, "manifest", "revalidated")
             else:
-                current = self._fetch_manifest(route, current or tag, current, tags=[tag])
+                current = fetched = self._fetch_manifest(route, current or tag, current, tags=[tag])
                 self.count(route, "manifest", "miss")
             self._mark_checked(route, tag, current)
         except Unavailable as e:
@@ -173,6 +176,7 @@ class PullThroughCache:
             self.count(route, "manifest", "unknown")
             raise
         self.record_pull(route, current)
+        return route.client.url(route.remote, f"manifests/{fetched}") if fetched else None
 
     def _failed(self, route: Route, kind: str, error: RegistryError) -> None:
         if isinstance(error, Unavailable):

@@ -29,6 +29,7 @@ import time
 from typing import Any, Mapping
 
 import requests
+import requests.adapters
 
 from cargohold.errors import Denied, Unavailable
 from cargohold.manifests import MANIFEST_TYPES
@@ -41,6 +42,8 @@ MANIFEST_ACCEPT = ", ".join(MANIFEST_TYPES)
 DEFAULT_TTL = 168 * 3600.0
 DEFAULT_TAG_TTL = 300.0
 DEFAULT_TIMEOUT = 30.0
+#: Connections kept open per upstream host.
+POOL_SIZE = 32
 
 
 @dataclasses.dataclass(frozen=True)
@@ -129,6 +132,10 @@ class UpstreamClient:
         self.session = requests.Session()
         self.session.headers["User-Agent"] = f"cargohold/{__version__} (pull-through cache)"
         self.session.trust_env = False  # no proxies or netrc from the environment
+        # Many clients pulling at once: keep their connections for reuse.
+        adapter = requests.adapters.HTTPAdapter(pool_connections=4, pool_maxsize=POOL_SIZE)
+        self.session.mount("http://", adapter)
+        self.session.mount("https://", adapter)
         self._tokens: dict[str, tuple[str, float]] = {}
         self._basic = False
 
