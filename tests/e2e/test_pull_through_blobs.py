@@ -49,8 +49,8 @@ def mirror(tmp_path_factory, upstream):
         "version": "0.1",
         "proxy": {"upstreams": [{"url": upstream.url, "prefix": "up/", "timeout": "5s"}]},
     }))
-    with LiveRegistry(config_file=str(conf / "config.yml"), env={"CARGOHOLD_LOG_LEVEL": "info",
-                                                                  "CARGOHOLD_STORAGE_REDIRECT_DISABLE": "true"}) as live:
+    env = {"CARGOHOLD_LOG_LEVEL": "info", "CARGOHOLD_STORAGE_REDIRECT_DISABLE": "true"}
+    with LiveRegistry(config_file=str(conf / "config.yml"), env=env) as live:
         yield live
 
 

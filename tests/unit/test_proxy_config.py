@@ -69,7 +69,8 @@ def test_upstreams_by_prefix_and_ns_with_section_defaults():
      "proxy.upstreams[1].prefix: 'a/' is already served by proxy.upstreams[0]"),
     ({"upstreams": [{"url": "http://x", "ns": ["docker.io"]}, {"url": "http://y", "prefix": "b/", "ns": "docker.io"}]},
      "proxy.upstreams[1].ns: 'docker.io' is already answered by proxy.upstreams[0]"),
-    ({"upstreams": [{"url": "http://x", "prefix": "a/", "tagttl": "soon"}]}, "proxy.upstreams[0].tagttl: expected a duration"),
+    ({"upstreams": [{"url": "http://x", "prefix": "a/", "tagttl": "soon"}]},
+     "proxy.upstreams[0].tagttl: expected a duration"),
     ({"upstreams": [{"url": "http://x", "prefix": "a/", "colour": 1}]}, "unknown key 'proxy.upstreams[0].colour'"),
     ({"upstreams": ["http://x"]}, "proxy.upstreams[0]: expected a section"),
     ({"remoteurl": "registry-1.docker.io"}, "proxy.remoteurl: expected http(s)://host[:port]"),
@@ -91,7 +92,8 @@ def test_validation_is_idempotent():
      ("bearer", {"realm": "https://auth.docker.io/token", "service": "registry.docker.io",
                  "scope": "repository:library/alpine:pull"})),
     ('Basic realm="registry"', ("basic", {"realm": "registry"})),
-    ("Bearer realm=http://127.0.0.1:1/auth, service=x", ("bearer", {"realm": "http://127.0.0.1:1/auth", "service": "x"})),
+    ("Bearer realm=http://127.0.0.1:1/auth, service=x",
+     ("bearer", {"realm": "http://127.0.0.1:1/auth", "service": "x"})),
     ("", ("", {})),
 ])
 def test_challenges_are_parsed(header, expected):

@@ -69,9 +69,9 @@ def emit(action: str, repository: str, digest: str | None = None, media_type: st
     host = environ.get("HTTP_HOST") or f"{environ.get('SERVER_NAME', '')}:{port}"
     if url is None and digest and action != DELETE:
         url = environ.get(SOURCE_URL_KEY)
-    if url is None and digest and action != DELETE:
-        kind = "manifests" if media_type in MANIFEST_TYPES else "blobs"
-        url = f"{environ.get('wsgi.url_scheme', 'http')}://{host}/v2/{repository}/{kind}/{digest}"
+        if url is None:
+            kind = "manifests" if media_type in MANIFEST_TYPES else "blobs"
+            url = f"{environ.get('wsgi.url_scheme', 'http')}://{host}/v2/{repository}/{kind}/{digest}"
     grant = app_g.get("grant")
     event = fields_to_event((
         new_event_id(), time_ns(), action, repository, digest, media_type, size, tag, url, from_repository,
