@@ -105,6 +105,9 @@ def create_app(config: Mapping[str, Any] | None = None, config_path: str | None 
     _install_handlers(app, pm, cfg)
     # A body that ends early is a 400, never an unexpected error.
     app.wsgi_app = ClientInputMiddleware(app.wsgi_app)
+    from cargohold import proxy
+
+    pull_through = proxy.install(app, cfg)  # None without a proxy section
 
     proxies = cfg["http"].get("trustedproxies") or 0
     if proxies > 0:
@@ -126,7 +129,8 @@ def create_app(config: Mapping[str, Any] | None = None, config_path: str | None 
     def shutdown() -> None:
         call_each(pm, "cargohold_shutdown", app=app)
         metrics.stop_flushing()
-        for closer in (auth.close, driver.close):
+        closers = (auth.close, driver.close) if pull_through is None else (pull_through.close, auth.close, driver.close)
+        for closer in closers:
             try:
                 closer()
             except Exception:

@@ -91,6 +91,16 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--age", metavar="DURATION", type=_duration, help="override the age, e.g. 24h")
     p.add_argument("--dry-run", action="store_true", help="only list what would be deleted")
     p.set_defaults(run=_cmd_purge_uploads)
+
+    p = sub.add_parser("proxy", help="pull-through cache maintenance",
+                       description="Maintenance of the pull-through cache (the proxy section).")
+    proxy_sub = p.add_subparsers(dest="proxy_command", metavar="ACTION", required=True)
+    p = proxy_sub.add_parser("purge", parents=[common], help="unlink cached content not pulled within its ttl",
+                             description="Unlink the cached manifests, tags and blobs that were not pulled "
+                                         "within their upstream's ttl; blobs a kept manifest uses stay. "
+                                         "Garbage collection then removes the bytes nothing links.")
+    p.add_argument("--dry-run", action="store_true", help="only list what would be unlinked")
+    p.set_defaults(run=_cmd_proxy_purge)
     return parser
 
 
@@ -179,6 +189,27 @@ def _cmd_purge_uploads(args: argparse.Namespace) -> int:
         print(path)
     verb = "would purge" if args.dry_run else "purged"
     print(f"{verb} {len(purged)} upload session(s) older than {age:g}s", file=sys.stderr)
+    return 0
+
+
+def _cmd_proxy_purge(args: argparse.Namespace) -> int:
+    from cargohold.app import create_app
+    from cargohold.proxy import EXTENSION
+
+    config, _ = load_config(args.config)
+    app = create_app(config=config, environ={})
+    try:
+        proxy = app.extensions.get(EXTENSION)
+        if proxy is None:
+            print("cargohold proxy purge: no pull-through cache is configured (the proxy section)", file=sys.stderr)
+            return 2
+        removed = proxy.purge(dry_run=args.dry_run)
+    finally:
+        app.cargohold_shutdown()
+    for item in removed:
+        print(item)
+    verb = "would unlink" if args.dry_run else "unlinked"
+    print(f"{verb} {len(removed)} expired manifest(s) and blob(s)", file=sys.stderr)
     return 0
 
 

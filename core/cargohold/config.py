@@ -52,8 +52,8 @@ from urllib.parse import SplitResult, urlsplit
 import yaml
 
 __all__ = [
-    "ANY_KEY", "CORE_SCHEMA", "DEFAULTS", "RESERVED_ENV", "STORAGE_RESERVED",
-    "ConfigError", "Duration", "HttpUrl", "OneOf", "Size", "Workers",
+    "ANY_KEY", "CORE_SCHEMA", "DEFAULTS", "PROXY_UPSTREAM_SCHEMA", "RESERVED_ENV", "STORAGE_RESERVED",
+    "ConfigError", "Duration", "HttpUrl", "OneOf", "Secret", "Size", "Workers",
     "auth_provider", "check_section", "config_schemas", "disabled_plugins", "is_secret", "mask_secrets", "parse_addr",
     "read_config",
     "storage_driver", "validate",
@@ -107,7 +107,7 @@ DEFAULTS: dict[str, Any] = {
 # Reference-registry options cargohold does not implement: named as such
 # rather than as typos.
 _REFERENCE_ONLY = frozenset({
-    "loglevel", "middleware", "redis", "health", "proxy",
+    "loglevel", "middleware", "redis", "health",
     "log.hooks",
     "storage.cache.blobdescriptor", "storage.cache.blobdescriptorsize", "storage.tag",
     "http.net", "http.relativeurls", "http.http2", "http.h2c",
@@ -410,6 +410,32 @@ CORE_SCHEMA: dict[str, Any] = {
     "reporting": {ANY_KEY: dict},
     "validation": {"manifests": {"maxsize": Size}},
     "plugins": {"disabled": list, ANY_KEY: dict},
+    # Pull-through cache (cargohold.proxy); no section, no proxy.  The simple
+    # form is the reference's: the whole registry mirrors ``remoteurl``.
+    "proxy": {
+        "remoteurl": str,
+        "username": str,
+        "password": Secret,
+        "ttl": Duration,      # cached content not pulled for this long expires
+        "tagttl": Duration,   # a tag is revalidated upstream after this long
+        "timeout": Duration,  # connect and read timeout towards the upstream
+        "upstreams": list,    # entries: PROXY_UPSTREAM_SCHEMA
+    },
+}
+
+#: One entry of ``proxy.upstreams``: the upstream ``url`` (with its
+#: credentials and timings) serving the local repositories below ``prefix``
+#: (``dockerhub/``) and/or the requests whose ``ns`` query parameter is one of
+#: ``ns`` (``docker.io``; the distribution-spec's mirror namespace).
+PROXY_UPSTREAM_SCHEMA: dict[str, Any] = {
+    "url": str,
+    "username": str,
+    "password": Secret,
+    "ttl": Duration,
+    "tagttl": Duration,
+    "timeout": Duration,
+    "prefix": str,
+    "ns": list,
 }
 
 
@@ -784,9 +810,61 @@ def _check_rules(config: Any, problems: list[str]) -> None:
             not metrics_path.startswith("/") or metrics_path.rstrip("/") in ("", "/v2")
             or metrics_path.startswith("/v2/")):
         problems.append(f"http.debug.prometheus.path: must start with '/' and stay outside /v2/, got {metrics_path!r}")
+    if isinstance(config, dict) and isinstance(config.get("proxy"), dict) and not any(
+            p.startswith("proxy") for p in reported):
+        _check_proxy(config["proxy"], problems)
     version = config.get("version") if isinstance(config, dict) else None
     if "version" not in reported and not (isinstance(version, str) and re.fullmatch(r"\d+\.\d+", version)):
         problems.append(f"version: expected major.minor such as '0.1', got {version!r}")
+
+
+_URL_RE = re.compile(r"https?://[^/\s?#]+/?", re.IGNORECASE)
+_PREFIX_RE = re.compile(r"(?:[a-z0-9]+(?:(?:\.|_|__|-+)[a-z0-9]+)*/)+")
+
+
+def _check_proxy(proxy: dict, problems: list[str]) -> None:
+    """``proxy.upstreams`` entries against :data:`PROXY_UPSTREAM_SCHEMA`
+    (coerced in place), URLs, prefixes and ``ns`` values, and that no two
+    upstreams claim the same prefix or ``ns``."""
+    entries = proxy.get("upstreams") or []
+    checked, prefixes, namespaces = [], {}, {}
+    if proxy.get("remoteurl"):
+        if not _URL_RE.fullmatch(proxy["remoteurl"].strip()):
+            problems.append(f"proxy.remoteurl: expected http(s)://host[:port], got {proxy['remoteurl']!r}")
+        prefixes[""] = "proxy.remoteurl"
+    elif proxy.get("username") or proxy.get("password"):
+        problems.append("proxy.username: credentials of the simple form need proxy.remoteurl")
+    for i, entry in enumerate(entries):
+        path = f"proxy.upstreams[{i}]"
+        try:
+            entry = check_section(entry, PROXY_UPSTREAM_SCHEMA, path)
+        except ConfigError as e:
+            problems.extend(e.problems)
+            checked.append(entry)
+            continue
+        checked.append(entry)
+        if not _URL_RE.fullmatch((entry.get("url") or "").strip()):
+            problems.append(f"{path}.url: expected http(s)://host[:port], got {entry.get('url')!r}")
+        prefix, ns = entry.get("prefix") or "", [str(n) for n in entry.get("ns") or []]
+        if not prefix and not ns:
+            problems.append(f"{path}: give the local namespace it serves (prefix: dockerhub/) or the ns it "
+                            "answers (ns: [docker.io]), or both")
+        if prefix and not _PREFIX_RE.fullmatch(prefix if prefix.endswith("/") else prefix + "/"):
+            problems.append(f"{path}.prefix: expected repository name components ending in '/', such as "
+                            f"'dockerhub/', got {prefix!r}")
+        for value in ns:
+            if not _PREFIX_RE.fullmatch(value + "/"):
+                problems.append(f"{path}.ns: expected a registry host name such as 'docker.io', got {value!r}")
+        local = (prefix.rstrip("/") + "/") if prefix else (ns[0] + "/" if ns else "")
+        if local in prefixes:
+            problems.append(f"{path}.prefix: {local!r} is already served by {prefixes[local]}")
+        prefixes[local] = path
+        for value in ns:
+            if value in namespaces:
+                problems.append(f"{path}.ns: {value!r} is already answered by {namespaces[value]}")
+            namespaces[value] = path
+    if entries:
+        proxy["upstreams"] = checked
 
 
 def _with_origin(problem: str, origins: Mapping[str, str]) -> str:

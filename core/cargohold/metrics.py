@@ -75,6 +75,12 @@ _COUNTERS = {
     "http_request_bytes": ("Request body bytes read from clients, by route", ("route",)),
     "http_response_bytes": ("Response body bytes sent to clients, by route", ("route",)),
     "notification_failures": ("Failed notification delivery attempts, by endpoint", ("endpoint",)),
+    "proxy_lookups": ("Pull-through cache lookups, by upstream, kind (manifest, blob, tags, referrers) and result "
+                      "(hit, miss, joined, revalidated, stale, unknown, error, upstream)",
+                      ("upstream", "kind", "result")),
+    "proxy_upstream_errors": ("Upstream requests of the pull-through cache that failed, by upstream",
+                              ("upstream",)),
+    "proxy_fetched_bytes": ("Bytes the pull-through cache fetched from upstreams, by upstream", ("upstream",)),
 }
 _HISTOGRAMS = {
     "http_request_duration_seconds": ("Time from a request reaching the app to its last body byte, by route",
@@ -165,6 +171,16 @@ class RegistryMetrics:
         key = (str(endpoint),)
         failures[key] = failures.get(key, 0) + 1
 
+    def proxy_lookup(self, upstream: str, kind: str, result: str) -> None:
+        """The pull-through cache served a ``kind`` of ``upstream`` with ``result``."""
+        _add(self.counters["proxy_lookups"], (upstream, kind, result), 1)
+
+    def proxy_upstream_error(self, upstream: str) -> None:
+        _add(self.counters["proxy_upstream_errors"], (upstream,), 1)
+
+    def proxy_fetched(self, upstream: str, n: int) -> None:
+        _add(self.counters["proxy_fetched_bytes"], (upstream,), n)
+
     # -- sharing between worker processes -----------------------------------
 
     def snapshot(self) -> dict:
@@ -244,6 +260,10 @@ class RegistryMetrics:
     def exposition(self) -> tuple[bytes, str]:
         """``(body, content_type)`` of a scrape, in Prometheus' text format."""
         return generate_latest(self), CONTENT_TYPE_LATEST
+
+
+def _add(counter: dict[tuple, float], key: tuple, n: float) -> None:
+    counter[key] = counter.get(key, 0) + n
 
 
 def _observe(histograms: dict[tuple, list], key: tuple, seconds: float) -> None:

@@ -75,3 +75,9 @@ def referrers(name: str, digest: str):
 @v2.route("/", methods=["GET", "HEAD"])
 def base():
     return _json({})
+
+
+#: For other ``/v2/`` handlers serving listings (the pull-through cache's
+#: upstream tags): the same pagination and JSON responses.
+page = _page
+json_response = _json

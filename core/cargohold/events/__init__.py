@@ -30,10 +30,15 @@ from cargohold.request_context import assign_request_id, base_url, request_parts
 
 __all__ = [
     "ACTIONS", "BLOB_MEDIA_TYPE", "DELETE", "ENVELOPE_MEDIA_TYPE", "ENVELOPE_MEDIA_TYPE_V1",
-    "ENVELOPE_MEDIA_TYPES", "MOUNT", "PULL", "PUSH", "Event", "emit", "envelope",
+    "ENVELOPE_MEDIA_TYPES", "MOUNT", "PULL", "PUSH", "SOURCE_URL_KEY", "Event", "emit", "envelope",
 ]
 
 _INSTANCE_ID = str(uuid.uuid4())
+
+#: WSGI environ key: where the content of this request's pull came from when
+#: it is not this registry (the pull-through cache's upstream URL); the
+#: event's ``target.url`` then names it.
+SOURCE_URL_KEY = "cargohold.source_url"
 
 
 @functools.lru_cache(maxsize=16)
@@ -49,7 +54,8 @@ def emit(action: str, repository: str, digest: str | None = None, media_type: st
 
     Pass what the reference sends for the action: pushes, pulls and mounts
     carry digest, media type and size (the URL is derived: ``manifests/`` for
-    manifest media types, else ``blobs/``); a manifest or blob delete only the
+    manifest media types, else ``blobs/``; or the request's
+    :data:`SOURCE_URL_KEY`); a manifest or blob delete only the
     digest; a tag delete only the tag.
     """
     app, environ, app_g = request_parts()
@@ -63,9 +69,11 @@ def emit(action: str, repository: str, digest: str | None = None, media_type: st
     port = environ.get("SERVER_PORT", "")
     host = environ.get("HTTP_HOST") or f"{environ.get('SERVER_NAME', '')}:{port}"
     if url is None and digest and action != DELETE:
-        kind = "manifests" if media_type in MANIFEST_TYPES else "blobs"
-        base = base_url(environ, state.config["http"]["host"])
-        url = f"{base}/v2/{repository}/{kind}/{digest}"
+        url = environ.get(SOURCE_URL_KEY)
+        if url is None:
+            kind = "manifests" if media_type in MANIFEST_TYPES else "blobs"
+            base = base_url(environ, state.config["http"]["host"])
+            url = f"{base}/v2/{repository}/{kind}/{digest}"
     grant = app_g.get("grant")
     event = fields_to_event((
         new_event_id(), time_ns(), action, repository, digest, media_type, size, tag, url, from_repository,

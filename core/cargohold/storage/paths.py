@@ -11,6 +11,7 @@
         │   ├── revisions/<alg>/<hex>/link      manifest is in the repo
         │   └── tags/<tag>/current/link         tag -> manifest digest
         ├── _referrers/<alg>/<hex>/<alg>-<hex>  subject -> referrer manifests
+        ├── _proxy/                         pull-through cache records (below)
         └── _uploads/<id>/
             ├── data                            bytes received so far
             └── startedat                       ISO timestamp, for purging
@@ -112,3 +113,33 @@ def upload_data(name: str, upload_id: str) -> str:
 
 def upload_startedat(name: str, upload_id: str) -> str:
     return f"{REPOSITORIES}/{name}/_uploads/{upload_id}/startedat"
+
+
+def layers(name: str) -> str:
+    return f"{REPOSITORIES}/{name}/_layers"
+
+
+# -- pull-through cache (cargohold.proxy) ----------------------------------------
+#
+#   repositories/<name>/_proxy/
+#   ├── tags/<tag>/checked              when the tag was last checked upstream
+#   └── pulled/<alg>/<hex>              when a manifest or blob was last pulled
+
+def proxy_dir(name: str) -> str:
+    return f"{REPOSITORIES}/{name}/_proxy"
+
+
+def proxy_tag_checked(name: str, tag: str) -> str:
+    return f"{REPOSITORIES}/{name}/_proxy/tags/{tag}/checked"
+
+
+def proxy_pulled(name: str, digest: str) -> str:
+    alg, hexpart = _split(digest)
+    return f"{REPOSITORIES}/{name}/_proxy/pulled/{alg}/{hexpart}"
+
+
+def digest_from_dir_key(key: str) -> str:
+    """``sha256:<hex>`` from a key ending in ``.../<alg>/<hex>`` (a revision,
+    layer or pulled-record directory as listed)."""
+    alg, hexpart = key.rstrip("/").rsplit("/", 2)[-2:]
+    return f"{alg}:{hexpart}"

@@ -10,6 +10,8 @@
 * :mod:`cargohold.testing.auth`: bcrypt htpasswd files and Basic headers.
 * :mod:`cargohold.testing.tls`: a CA and server certificates made by openssl.
 * :mod:`cargohold.testing.nginx`: a real nginx on loopback, from a config file.
+* :mod:`cargohold.testing.containerd`: ``Containerd``, a private containerd daemon
+  and its ``ctr`` client (mirrors through ``hosts.toml``).
 * :mod:`cargohold.testing.notifications`: ``EventReceiver``, a real HTTP
   endpoint on loopback that records the notifications it receives.
 * :mod:`cargohold.testing.reporting`: ``ReporterSuite``, the contract every
