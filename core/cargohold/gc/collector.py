@@ -1,0 +1,457 @@
+"""Mark and sweep, online.
+
+Phases, each one pass over its part of the store:
+
+1. **lease**: take the lease (:mod:`cargohold.gc.lease`); the store's clock
+   then is ``start``, and ``cutoff = start - grace``.  Markers a crashed
+   collector left are resolved (links restored where the blob is still there).
+2. **mark**: walk every repository once: tags, manifest revisions and
+   referrer entries, reading each kept manifest once.  The digests reached
+   (manifests, an index's children, configs, layers) go into one set.
+   Without ``delete_untagged`` every revision is kept; with it, the roots are
+   the tagged manifests and revisions younger than ``cutoff``, and the
+   referrers of a kept manifest are kept too.
+3. **manifests** (``delete_untagged`` only): revisions not kept are swept
+   with the handshake below (their revision link and referrer entry are the
+   links).
+4. **scan**: list the blob store, one ``<alg>/<hex[:2]>`` fan-out directory
+   at a time, with the use records of the same fan-out.  A blob is a
+   candidate when it is not marked, its bytes are older than ``cutoff`` and
+   its last recorded use too.  Use records older than ``cutoff`` whose blob
+   is gone are removed.
+5. **links**: list every repository's ``_layers`` once, noting the links of
+   candidates.
+6. **sweep**: candidates in batches, each with the handshake:
+   (a) write ``condemned/<digest>`` holding the links about to go;
+   (b) delete those links (requests can no longer find the blob);
+   (c) read the use record again: a use newer than ``cutoff`` puts the links
+   back and keeps the blob; (d) otherwise delete the blob's bytes and its use
+   record; then remove the marker.  Nothing is deleted once the lease may
+   have lapsed, or a marker has been up longer than half of
+   :data:`cargohold.gc.usage.STALE_CONDEMNED`: the links go back instead.
+7. **uploads**: purge upload sessions past the purge age.
+
+Memory: the marked set holds one 64-bit hash per reachable digest (a false
+match only keeps garbage), the candidates their digest, size and links.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import time
+from typing import Callable, Iterator
+
+from cargohold.gc.lease import Lease, LeaseError
+from cargohold.gc.usage import STALE_CONDEMNED
+from cargohold.registry.catalog import repositories
+from cargohold.registry.uploads import Uploads
+from cargohold.registry.blobs import BlobStore
+from cargohold.storage import paths
+from cargohold.storage.driver import PathNotFound, StorageDriver
+
+log = logging.getLogger("cargohold.gc")
+
+#: Candidates condemned together (a marker lives about as long as a batch).
+BATCH = 64
+
+__all__ = ["Collector", "Progress", "Report", "LeaseError"]
+
+
+@dataclasses.dataclass
+class Report:
+    """What a run did (or, with ``dry_run``, would do)."""
+
+    dry_run: bool = False
+    delete_untagged: bool = False
+    grace: float = 0.0
+    started: float = 0.0
+    duration: float = 0.0
+    repositories: int = 0
+    manifests_marked: int = 0
+    blobs_scanned: int = 0
+    blobs_marked: int = 0
+    blobs_swept: int = 0
+    bytes_reclaimed: int = 0
+    manifests_swept: int = 0
+    links_swept: int = 0
+    repositories_removed: int = 0
+    uploads_purged: int = 0
+    usage_records_swept: int = 0
+    kept_in_use: int = 0
+    recovered_markers: int = 0
+    holder: str = ""
+
+    def as_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+class Progress:
+    """Told about each phase; the CLI draws bars on a terminal.  The default
+    does nothing."""
+
+    def phase(self, name: str, total: int | None) -> None:
+        """A phase starts, with ``total`` steps if known."""
+
+    def advance(self, steps: int = 1) -> None:
+        """``steps`` more steps of the current phase are done."""
+
+    def finish(self) -> None:
+        """The run ended."""
+
+
+@dataclasses.dataclass
+class _Candidate:
+    digest: str
+    size: int
+    #: (path, content) of every link the sweep removes, to restore them.
+    links: list = dataclasses.field(default_factory=list)
+    #: (repository, digest) for the delete events.
+    events: list = dataclasses.field(default_factory=list)
+    is_manifest: bool = False
+
+
+def manifest_references(raw: bytes) -> tuple[list[str], list[str], str | None]:
+    """``(blobs, child manifests, subject)`` named by a stored manifest of any
+    kind (OCI, Docker schema 2, schema 1, artifact); empty when unreadable."""
+    try:
+        data = json.loads(raw)
+    except ValueError:
+        return [], [], None
+    if not isinstance(data, dict):
+        return [], [], None
+
+    def digests(items, key="digest") -> list[str]:
+        if not isinstance(items, list):
+            return []
+        return [d[key] for d in items if isinstance(d, dict) and isinstance(d.get(key), str)]
+
+    blobs = digests(data.get("layers")) + digests(data.get("blobs")) + digests(data.get("fsLayers"), "blobSum")
+    config = data.get("config")
+    if isinstance(config, dict) and isinstance(config.get("digest"), str):
+        blobs.append(config["digest"])
+    subject = data.get("subject")
+    subject_digest = subject.get("digest") if isinstance(subject, dict) else None
+    return blobs, digests(data.get("manifests")), subject_digest if isinstance(subject_digest, str) else None
+
+
+def _walk_files(driver: StorageDriver, path: str) -> Iterator:
+    try:
+        for info in driver.walk(path):
+            if not info.is_dir:
+                yield info
+    except PathNotFound:
+        return
+
+
+def _list(driver: StorageDriver, path: str) -> list[str]:
+    try:
+        return driver.list(path)
+    except PathNotFound:
+        return []
+
+
+def _leaf(path: str) -> str:
+    return path.rpartition("/")[2]
+
+
+class Collector:
+    """One garbage collection run over ``driver``'s store (see the module
+    docstring).  ``on_delete(repository, digest)`` is called for each
+    manifest or blob link swept from a repository (the delete events)."""
+
+    def __init__(self, driver: StorageDriver, grace: float, delete_untagged: bool = False,
+                 dry_run: bool = False, upload_age: float | None = None,
+                 on_delete: Callable[[str, str], None] | None = None, progress: Progress | None = None,
+                 lease: Lease | None = None, batch: int = BATCH):
+        self.driver = driver
+        self.grace = grace
+        self.delete_untagged = delete_untagged
+        self.dry_run = dry_run
+        self.upload_age = upload_age
+        self.on_delete = on_delete or (lambda repository, digest: None)
+        self.progress = progress or Progress()
+        self.lease = lease or Lease(driver)
+        self.batch = batch
+        self.report = Report(dry_run=dry_run, delete_untagged=delete_untagged, grace=grace)
+        self._marked: set[int] = set()
+        self.cutoff = 0.0
+
+    # -- the run ------------------------------------------------------------------
+
+    def run(self) -> Report:
+        """Collect once; raises :class:`LeaseError` when another collector
+        holds the lease (or this one lost it)."""
+        began = time.monotonic()
+        self.lease.acquire()
+        try:
+            self.report.holder = self.lease.holder
+            self.report.started = self.lease.started
+            self.cutoff = self.lease.started - self.grace
+            self._recover()
+            repos = repositories(self.driver)
+            self.report.repositories = len(repos)
+            unkept = self._mark(repos)
+            if unkept:
+                self._sweep(unkept, "manifests")
+            candidates = self._scan()
+            self._links(repos, candidates)
+            self._sweep(list(candidates.values()), "blobs")
+            self._purge_uploads()
+            if not self.dry_run:
+                self.report.repositories_removed = len(set(repos) - set(repositories(self.driver)))
+        finally:
+            self.lease.release()
+            self.progress.finish()
+            self.report.duration = time.monotonic() - began
+        return self.report
+
+    def _mark_digest(self, digest: str) -> None:
+        self._marked.add(hash(digest))
+
+    def is_marked(self, digest: str) -> bool:
+        return hash(digest) in self._marked
+
+    # -- leftovers of a crashed run -------------------------------------------------
+
+    def _recover(self) -> None:
+        for info in _walk_files(self.driver, paths.GC_CONDEMNED):
+            alg, hexpart = info.path.split("/")[-2:]
+            digest = f"{alg}:{hexpart}"
+            try:
+                links = json.loads(self.driver.get_content(info.path))
+            except (PathNotFound, ValueError):
+                links = []
+            if not self.dry_run:
+                try:
+                    self.driver.stat(paths.blob_data(digest))
+                    for path, content in links:
+                        self.driver.put_content(path, content.encode())
+                except PathNotFound:
+                    pass  # the bytes went: so do the links
+                self._drop(info.path)
+            self.report.recovered_markers += 1
+
+    # -- mark -----------------------------------------------------------------------
+
+    def _mark(self, repos: list[str]) -> list[_Candidate]:
+        """Mark what each repository keeps; returns its revisions that are
+        not kept (only with ``delete_untagged``)."""
+        self.progress.phase("mark", len(repos))
+        unkept: list[_Candidate] = []
+        for repo in repos:
+            unkept += self._mark_repository(repo)
+            self.progress.advance()
+        self.report.blobs_marked = len(self._marked)
+        return unkept
+
+    def _mark_repository(self, repo: str) -> list[_Candidate]:
+        driver = self.driver
+        revisions: dict[str, float] = {}
+        for info in _walk_files(driver, paths.manifest_revisions(repo)):
+            parts = info.path.split("/")
+            if parts[-1] == "link":
+                revisions[f"{parts[-3]}:{parts[-2]}"] = info.modtime
+        tagged = []
+        for tag_dir in _list(driver, paths.tags(repo)):
+            try:
+                tagged.append(driver.get_content(paths.tag_link(repo, _leaf(tag_dir))).decode())
+            except PathNotFound:
+                continue  # deleted meanwhile
+        by_subject: dict[str, list[str]] = {}
+        referrer_entry: dict[str, str] = {}
+        prefix = paths.referrers(repo) + "/"
+        for info in _walk_files(driver, paths.referrers(repo)):
+            alg, hexpart, key = info.path[len(prefix):].split("/")[-3:]
+            referrer = paths.referrer_digest_from_key(key)
+            by_subject.setdefault(f"{alg}:{hexpart}", []).append(referrer)
+            referrer_entry[referrer] = info.path
+        if self.delete_untagged:
+            roots = tagged + [d for d, modtime in revisions.items() if modtime > self.cutoff]
+        else:
+            roots = tagged + list(revisions)
+        kept: set[str] = set()
+        queue = list(roots)
+        while queue:
+            digest = queue.pop()
+            if digest in kept:
+                continue
+            kept.add(digest)
+            self._mark_digest(digest)
+            try:
+                raw = driver.get_content(paths.blob_data(digest))
+            except PathNotFound:
+                continue
+            self.report.manifests_marked += 1
+            blobs, children, _ = manifest_references(raw)
+            for blob in blobs:
+                self._mark_digest(blob)
+            queue += children
+            queue += by_subject.get(digest, ())
+        unkept = []
+        for digest in revisions:
+            if digest in kept:
+                continue
+            cand = _Candidate(digest, 0, is_manifest=True)
+            cand.links.append((paths.manifest_revision_link(repo, digest), digest))
+            entry = referrer_entry.get(digest)
+            if entry is not None:
+                try:
+                    cand.links.append((entry, driver.get_content(entry).decode()))
+                except PathNotFound:
+                    pass
+            cand.events.append((repo, digest))
+            unkept.append(cand)
+        return unkept
+
+    # -- scan the blob store ----------------------------------------------------------
+
+    def _scan(self) -> dict[str, _Candidate]:
+        fanouts = [(_leaf(alg_dir), _leaf(fan)) for alg_dir in _list(self.driver, paths.BLOBS)
+                   for fan in _list(self.driver, alg_dir)]
+        self.progress.phase("scan", len(fanouts))
+        candidates: dict[str, _Candidate] = {}
+        for alg, fan in fanouts:
+            present: dict[str, tuple[int, float]] = {}
+            for info in _walk_files(self.driver, f"{paths.blob_prefixes(alg)}/{fan}"):
+                digest = paths.digest_from_blob_data(info.path)
+                if digest is not None:
+                    present[digest] = (info.size, info.modtime)
+            self.report.blobs_scanned += len(present)
+            used = {f"{alg}:{_leaf(info.path)}": info.modtime
+                    for info in _walk_files(self.driver, paths.gc_used_prefix(alg, fan))}
+            for digest, (size, modtime) in present.items():
+                if self.is_marked(digest) or modtime > self.cutoff or used.get(digest, 0.0) > self.cutoff:
+                    continue
+                candidates[digest] = _Candidate(digest, size)
+            for digest, modtime in used.items():
+                if digest not in present and modtime <= self.cutoff:
+                    self.report.usage_records_swept += 1
+                    if not self.dry_run:
+                        self._drop(paths.gc_used(digest))
+            self.progress.advance()
+        return candidates
+
+    # -- find the candidates' links -------------------------------------------------------
+
+    def _links(self, repos: list[str], candidates: dict[str, _Candidate]) -> None:
+        self.progress.phase("links", len(repos))
+        for repo in repos:
+            if candidates:
+                for alg_dir in _list(self.driver, paths.layers(repo)):
+                    alg = _leaf(alg_dir)
+                    for link_dir in _list(self.driver, alg_dir):
+                        cand = candidates.get(f"{alg}:{_leaf(link_dir)}")
+                        if cand is not None:
+                            cand.links.append((paths.layer_link(repo, cand.digest), cand.digest))
+                            cand.events.append((repo, cand.digest))
+            self.progress.advance()
+
+    # -- sweep -----------------------------------------------------------------------------
+
+    def _sweep(self, candidates: list[_Candidate], phase: str) -> None:
+        self.progress.phase(phase, len(candidates))
+        for i in range(0, len(candidates), self.batch):
+            batch = candidates[i:i + self.batch]
+            if self.dry_run:
+                for cand in batch:
+                    self._count(cand)
+            else:
+                self._sweep_batch(batch)
+            self.progress.advance(len(batch))
+
+    def _sweep_batch(self, batch: list[_Candidate]) -> None:
+        driver = self.driver
+        if phase_manifests := batch[0].is_manifest:
+            # Step 1 for revisions (blobs had theirs in the scan): recent use keeps them.
+            in_use = [c for c in batch if self._used_since_cutoff(c.digest)]
+            for cand in in_use:
+                self._mark_closure(cand.digest)
+            batch = [c for c in batch if c not in in_use]
+            if not batch:
+                return
+        self.lease.check()
+        condemned_at = time.monotonic()
+        for cand in batch:                                         # (a) condemn
+            driver.put_content(paths.gc_condemned(cand.digest), json.dumps(cand.links).encode())
+        for cand in batch:                                         # (b) unlink
+            for path, _ in cand.links:
+                self._drop(path.rpartition("/")[0] if path.endswith("/link") else path)
+        doomed = []
+        for cand in batch:                                         # (c) look again
+            if self._used_since_cutoff(cand.digest):
+                self._restore(cand)
+                if cand.is_manifest:
+                    self._mark_closure(cand.digest)
+                self.report.kept_in_use += 1
+            else:
+                doomed.append(cand)
+        if not self.lease.valid() or time.monotonic() - condemned_at > STALE_CONDEMNED / 2:
+            for cand in doomed:
+                self._restore(cand)
+            for cand in batch:
+                self._drop(paths.gc_condemned(cand.digest))
+            self.lease.check()
+            raise LeaseError("garbage collection stopped: a batch took too long; its links were restored")
+        for cand in doomed:                                        # (d) delete
+            if not phase_manifests:
+                self._drop(paths.blob_dir(cand.digest))
+                self._drop(paths.gc_used(cand.digest))
+            self._count(cand)
+            for repo, digest in cand.events:
+                self.on_delete(repo, digest)
+        for cand in batch:
+            self._drop(paths.gc_condemned(cand.digest))
+
+    def _mark_closure(self, digest: str) -> None:
+        """Mark what a manifest kept after all (a request relied on it during
+        the run) names, children included, before the blob scan."""
+        queue, seen = [digest], set()
+        while queue:
+            digest = queue.pop()
+            if digest in seen:
+                continue
+            seen.add(digest)
+            self._mark_digest(digest)
+            try:
+                raw = self.driver.get_content(paths.blob_data(digest))
+            except PathNotFound:
+                continue
+            blobs, children, _ = manifest_references(raw)
+            for blob in blobs:
+                self._mark_digest(blob)
+            queue += children
+
+    def _count(self, cand: _Candidate) -> None:
+        if cand.is_manifest:
+            self.report.manifests_swept += 1
+        else:
+            self.report.blobs_swept += 1
+            self.report.bytes_reclaimed += cand.size
+            self.report.links_swept += len(cand.links)
+
+    def _used_since_cutoff(self, digest: str) -> bool:
+        try:
+            return self.driver.stat(paths.gc_used(digest)).modtime > self.cutoff
+        except PathNotFound:
+            return False
+
+    def _restore(self, cand: _Candidate) -> None:
+        for path, content in cand.links:
+            self.driver.put_content(path, content.encode())
+
+    def _drop(self, path: str) -> None:
+        try:
+            self.driver.delete(path)
+        except PathNotFound:
+            pass
+
+    # -- uploads ---------------------------------------------------------------------------
+
+    def _purge_uploads(self) -> None:
+        if self.upload_age is None:
+            return
+        self.progress.phase("uploads", None)
+        uploads = Uploads(self.driver, BlobStore(self.driver))
+        self.report.uploads_purged = len(uploads.purge(self.upload_age, dry_run=self.dry_run))
