@@ -66,7 +66,8 @@ class Pushed:
     digest: str
     manifest: bytes
     blobs: dict  # digest -> bytes
-    at: float = 0.0
+    at: float = 0.0  # acknowledged
+    deleted_at: float = 0.0
 
 
 class GCSoak:
@@ -96,6 +97,7 @@ class GCSoak:
         self.failures: list[str] = []
         self.gc_runs: list[dict] = []
         self.reused_old = 0
+        self.skipped_uploads = 0
         self.mounted = 0
         self.bases = [[_bytes(f"base-{b}-{i}", 48 * 1024 + 1000 * b + i) for i in range(2)] for b in range(4)]
 
@@ -118,9 +120,11 @@ class GCSoak:
               blobs: dict, pause: float = 0.0) -> bool:
         """HEAD every blob, upload the missing, then PUT the manifest, as
         clients do.  ``pause`` waits between the HEADs and the manifest."""
+        skipped = 0
         for digest, data in blobs.items():
             head = session.head(f"{url}/v2/{repo}/blobs/{digest}", timeout=TIMEOUT)
             if head.status_code == 200:
+                skipped += 1
                 continue
             if head.status_code != 404:
                 self._fail(f"HEAD {repo}@{digest}: {head.status_code} {head.text[:200]}")
@@ -155,6 +159,7 @@ class GCSoak:
         if resp.status_code != 201:
             self._fail(f"PUT manifest {repo}:{tag}: {resp.status_code} {resp.text[:300]}")
             return False
+        self.skipped_uploads += skipped
         return True
 
     def _fail(self, message: str) -> None:
@@ -171,17 +176,22 @@ class GCSoak:
             tag = f"t{n}"
             extra = [_bytes(f"unique-{index}-{n}-{i}", 20 * 1024 + i) for i in range(random.randint(1, 2))]
             reuse = None
+            now = time.time()
             with self.lock:
-                old = [p for p in self.deleted if time.time() - p.at > self.grace * 1.5]
-                if old and random.random() < 0.5:
+                # Images pushed longer than the grace ago and deleted just now: their
+                # layers are old, unreferenced and about to be collected.
+                old = [p for p in self.deleted if now - p.at > self.grace * 1.2 and now - p.deleted_at < 3]
+                if old and random.random() < 0.6:
                     reuse = random.choice(old)
+            pause = random.uniform(0, 0.3)
             if reuse is not None:
-                # Layers of an image deleted a while ago: most likely unreferenced, old,
-                # perhaps being collected right now.  The pusher HEADs them, skips
-                # those still there, and names them in its manifest a moment later.
-                extra = [data for d, data in reuse.blobs.items() if d != json.loads(reuse.manifest)["config"]["digest"]]
+                # The pusher HEADs them, skips those still there, and names them in its
+                # manifest a moment later, while collections run (the HEAD-then-skip race).
+                config = json.loads(reuse.manifest)["config"]["digest"]
+                extra = [data for d, data in reuse.blobs.items() if d != config]
+                pause = random.uniform(0.5, self.grace / 2 * 0.6)
             manifest, blobs = self._image(f"{repo}:{tag}", extra)
-            if self._push(session, url, repo, tag, manifest, blobs, pause=random.uniform(0, 0.5)):
+            if self._push(session, url, repo, tag, manifest, blobs, pause=pause):
                 pushed = Pushed(repo, tag, _digest(manifest), manifest, blobs, time.time())
                 with self.lock:
                     self.live[(repo, tag)] = pushed
@@ -203,7 +213,7 @@ class GCSoak:
             if resp.status_code != 202:
                 self._fail(f"DELETE {victim.repository}@{victim.digest}: {resp.status_code} {resp.text[:200]}")
                 continue
-            victim.at = time.time()
+            victim.deleted_at = time.time()
             with self.lock:
                 self.deleted.append(victim)
 
@@ -323,5 +333,5 @@ class GCSoak:
         assert sum(stored.values()) == sum(referenced.values())
         self.summary = {"images_kept": len(self.live), "images_deleted": len(self.deleted),
                         "collections": len(self.gc_runs), "reused_old_layers": self.reused_old,
-                        "copies": self.mounted, "blobs_swept": sum(r["blobs_swept"] for r in self.gc_runs),
+                        "copies": self.mounted, "skipped_uploads": self.skipped_uploads, "blobs_swept": sum(r["blobs_swept"] for r in self.gc_runs),
                         "kept_in_use": sum(r["kept_in_use"] for r in self.gc_runs)}
