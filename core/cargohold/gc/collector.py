@@ -32,7 +32,10 @@ Phases, each one pass over its part of the store:
 7. **uploads**: purge upload sessions past the purge age.
 
 Memory: the marked set holds one 64-bit hash per reachable digest (a false
-match only keeps garbage), the candidates their digest, size and links.
+match only keeps garbage), the candidates their digest, size and links, and
+the scan one fan-out directory's listing at a time.  Repositories, fan-out
+directories and the candidates of a batch are worked on :data:`WORKERS` at a
+time (object stores are latency-bound).
 """
 
 from __future__ import annotations
@@ -41,7 +44,8 @@ import dataclasses
 import json
 import logging
 import time
-from typing import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from typing import Callable, Iterable, Iterator
 
 from cargohold.gc.lease import Lease, LeaseError
 from cargohold.gc.usage import STALE_CONDEMNED
@@ -55,6 +59,9 @@ log = logging.getLogger("cargohold.gc")
 
 #: Candidates condemned together (a marker lives about as long as a batch).
 BATCH = 64
+#: Storage calls in flight at once: object stores answer in milliseconds, so
+#: repositories, fan-out directories and a batch's candidates go in parallel.
+WORKERS = 8
 
 __all__ = ["Collector", "Progress", "Report", "LeaseError"]
 
@@ -82,6 +89,8 @@ class Report:
     kept_in_use: int = 0
     recovered_markers: int = 0
     holder: str = ""
+    #: Seconds spent in each phase.
+    phases: dict = dataclasses.field(default_factory=dict)
 
     def as_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -156,6 +165,12 @@ def _leaf(path: str) -> str:
     return path.rpartition("/")[2]
 
 
+def _link_target(path: str) -> str:
+    """What to delete for a link: a ``.../link`` file's directory (as the
+    registry does), else the file itself (a referrer entry)."""
+    return path.rpartition("/")[0] if path.endswith("/link") else path
+
+
 class Collector:
     """One garbage collection run over ``driver``'s store (see the module
     docstring).  ``on_delete(repository, digest)`` is called for each
@@ -164,7 +179,7 @@ class Collector:
     def __init__(self, driver: StorageDriver, grace: float, delete_untagged: bool = False,
                  dry_run: bool = False, upload_age: float | None = None,
                  on_delete: Callable[[str, str], None] | None = None, progress: Progress | None = None,
-                 lease: Lease | None = None, batch: int = BATCH):
+                 lease: Lease | None = None, batch: int = BATCH, workers: int = WORKERS):
         self.driver = driver
         self.grace = grace
         self.delete_untagged = delete_untagged
@@ -174,6 +189,8 @@ class Collector:
         self.progress = progress or Progress()
         self.lease = lease or Lease(driver)
         self.batch = batch
+        self.workers = workers
+        self._pool: ThreadPoolExecutor | None = None
         self.report = Report(dry_run=dry_run, delete_untagged=delete_untagged, grace=grace)
         self._marked: set[int] = set()
         self.cutoff = 0.0
@@ -185,27 +202,52 @@ class Collector:
         holds the lease (or this one lost it)."""
         began = time.monotonic()
         self.lease.acquire()
+        self._pool = ThreadPoolExecutor(max_workers=self.workers, thread_name_prefix="gc")
         try:
             self.report.holder = self.lease.holder
             self.report.started = self.lease.started
             self.cutoff = self.lease.started - self.grace
-            self._recover()
-            repos = repositories(self.driver)
+            with self._timed("recover"):
+                self._recover()
+                repos = repositories(self.driver)
             self.report.repositories = len(repos)
-            unkept = self._mark(repos)
-            if unkept:
-                self._sweep(unkept, "manifests")
-            candidates = self._scan()
-            self._links(repos, candidates)
-            self._sweep(list(candidates.values()), "blobs")
-            self._purge_uploads()
-            if not self.dry_run:
-                self.report.repositories_removed = len(set(repos) - set(repositories(self.driver)))
+            with self._timed("mark"):
+                unkept = self._mark(repos)
+            if self.delete_untagged:
+                with self._timed("manifests"):
+                    self._sweep(unkept, "manifests")
+            with self._timed("scan"):
+                candidates = self._scan()
+            with self._timed("links"):
+                self._links(repos, candidates)
+            with self._timed("sweep"):
+                self._sweep(list(candidates.values()), "blobs")
+            with self._timed("uploads"):
+                self._purge_uploads()
+                if not self.dry_run:
+                    self.report.repositories_removed = len(set(repos) - set(repositories(self.driver)))
         finally:
+            self._pool.shutdown(wait=True)
             self.lease.release()
             self.progress.finish()
             self.report.duration = time.monotonic() - began
         return self.report
+
+    def _timed(self, phase: str):
+        collector = self
+
+        class _Timer:
+            def __enter__(self):
+                self.start = time.monotonic()
+
+            def __exit__(self, *exc):
+                collector.report.phases[phase] = round(time.monotonic() - self.start, 3)
+
+        return _Timer()
+
+    def _map(self, fn: Callable, items: Iterable) -> Iterator:
+        """``fn`` over ``items`` on the pool, results in order."""
+        return self._pool.map(fn, items)
 
     def _mark_digest(self, digest: str) -> None:
         self._marked.add(hash(digest))
@@ -240,13 +282,14 @@ class Collector:
         not kept (only with ``delete_untagged``)."""
         self.progress.phase("mark", len(repos))
         unkept: list[_Candidate] = []
-        for repo in repos:
-            unkept += self._mark_repository(repo)
+        for repo_unkept, manifests in self._map(self._mark_repository, repos):
+            unkept += repo_unkept
+            self.report.manifests_marked += manifests
             self.progress.advance()
         self.report.blobs_marked = len(self._marked)
         return unkept
 
-    def _mark_repository(self, repo: str) -> list[_Candidate]:
+    def _mark_repository(self, repo: str) -> tuple[list[_Candidate], int]:
         driver = self.driver
         revisions: dict[str, float] = {}
         for info in _walk_files(driver, paths.manifest_revisions(repo)):
@@ -272,6 +315,7 @@ class Collector:
         else:
             roots = tagged + list(revisions)
         kept: set[str] = set()
+        manifests = 0
         queue = list(roots)
         while queue:
             digest = queue.pop()
@@ -283,7 +327,7 @@ class Collector:
                 raw = driver.get_content(paths.blob_data(digest))
             except PathNotFound:
                 continue
-            self.report.manifests_marked += 1
+            manifests += 1
             blobs, children, _ = manifest_references(raw)
             for blob in blobs:
                 self._mark_digest(blob)
@@ -303,7 +347,7 @@ class Collector:
                     pass
             cand.events.append((repo, digest))
             unkept.append(cand)
-        return unkept
+        return unkept, manifests
 
     # -- scan the blob store ----------------------------------------------------------
 
@@ -312,40 +356,58 @@ class Collector:
                    for fan in _list(self.driver, alg_dir)]
         self.progress.phase("scan", len(fanouts))
         candidates: dict[str, _Candidate] = {}
-        for alg, fan in fanouts:
-            present: dict[str, tuple[int, float]] = {}
-            for info in _walk_files(self.driver, f"{paths.blob_prefixes(alg)}/{fan}"):
-                digest = paths.digest_from_blob_data(info.path)
-                if digest is not None:
-                    present[digest] = (info.size, info.modtime)
-            self.report.blobs_scanned += len(present)
-            used = {f"{alg}:{_leaf(info.path)}": info.modtime
-                    for info in _walk_files(self.driver, paths.gc_used_prefix(alg, fan))}
-            for digest, (size, modtime) in present.items():
-                if self.is_marked(digest) or modtime > self.cutoff or used.get(digest, 0.0) > self.cutoff:
-                    continue
-                candidates[digest] = _Candidate(digest, size)
-            for digest, modtime in used.items():
-                if digest not in present and modtime <= self.cutoff:
-                    self.report.usage_records_swept += 1
-                    if not self.dry_run:
-                        self._drop(paths.gc_used(digest))
+        for found, scanned, stale in self._map(self._scan_fanout, fanouts):
+            candidates.update(found)
+            self.report.blobs_scanned += scanned
+            self.report.usage_records_swept += stale
             self.progress.advance()
         return candidates
+
+    def _scan_fanout(self, fanout: tuple[str, str]) -> tuple[dict[str, _Candidate], int, int]:
+        """Candidates of one ``<alg>/<hex[:2]>`` directory, how many blobs it
+        holds, and how many stale use records of it were removed."""
+        alg, fan = fanout
+        present: dict[str, tuple[int, float]] = {}
+        for info in _walk_files(self.driver, f"{paths.blob_prefixes(alg)}/{fan}"):
+            digest = paths.digest_from_blob_data(info.path)
+            if digest is not None:
+                present[digest] = (info.size, info.modtime)
+        used = {f"{alg}:{_leaf(info.path)}": info.modtime
+                for info in _walk_files(self.driver, paths.gc_used_prefix(alg, fan))}
+        found = {}
+        for digest, (size, modtime) in present.items():
+            if self.is_marked(digest) or modtime > self.cutoff or used.get(digest, 0.0) > self.cutoff:
+                continue
+            found[digest] = _Candidate(digest, size)
+        stale = [d for d, modtime in used.items() if d not in present and modtime <= self.cutoff]
+        if not self.dry_run:
+            for digest in stale:
+                self._drop(paths.gc_used(digest))
+        return found, len(present), len(stale)
 
     # -- find the candidates' links -------------------------------------------------------
 
     def _links(self, repos: list[str], candidates: dict[str, _Candidate]) -> None:
         self.progress.phase("links", len(repos))
-        for repo in repos:
-            if candidates:
-                for alg_dir in _list(self.driver, paths.layers(repo)):
-                    alg = _leaf(alg_dir)
-                    for link_dir in _list(self.driver, alg_dir):
-                        cand = candidates.get(f"{alg}:{_leaf(link_dir)}")
-                        if cand is not None:
-                            cand.links.append((paths.layer_link(repo, cand.digest), cand.digest))
-                            cand.events.append((repo, cand.digest))
+        if not candidates:
+            self.progress.advance(len(repos))
+            return
+
+        def linked(repo: str) -> list[tuple[str, str]]:
+            found = []
+            for alg_dir in _list(self.driver, paths.layers(repo)):
+                alg = _leaf(alg_dir)
+                for link_dir in _list(self.driver, alg_dir):
+                    digest = f"{alg}:{_leaf(link_dir)}"
+                    if digest in candidates:
+                        found.append((repo, digest))
+            return found
+
+        for found in self._map(linked, repos):
+            for repo, digest in found:
+                cand = candidates[digest]
+                cand.links.append((paths.layer_link(repo, digest), digest))
+                cand.events.append((repo, digest))
             self.progress.advance()
 
     # -- sweep -----------------------------------------------------------------------------
@@ -363,24 +425,24 @@ class Collector:
 
     def _sweep_batch(self, batch: list[_Candidate]) -> None:
         driver = self.driver
+        each = self._map
         if phase_manifests := batch[0].is_manifest:
             # Step 1 for revisions (blobs had theirs in the scan): recent use keeps them.
-            in_use = [c for c in batch if self._used_since_cutoff(c.digest)]
-            for cand in in_use:
-                self._mark_closure(cand.digest)
-            batch = [c for c in batch if c not in in_use]
+            in_use = {c.digest for c, used in zip(batch, each(self._used_since_cutoff, [c.digest for c in batch]))
+                      if used}
+            for digest in in_use:
+                self._mark_closure(digest)
+            batch = [c for c in batch if c.digest not in in_use]
             if not batch:
                 return
         self.lease.check()
         condemned_at = time.monotonic()
-        for cand in batch:                                         # (a) condemn
-            driver.put_content(paths.gc_condemned(cand.digest), json.dumps(cand.links).encode())
-        for cand in batch:                                         # (b) unlink
-            for path, _ in cand.links:
-                self._drop(path.rpartition("/")[0] if path.endswith("/link") else path)
+        list(each(lambda c: driver.put_content(paths.gc_condemned(c.digest), json.dumps(c.links).encode()),
+                  batch))                                          # (a) condemn
+        list(each(lambda c: [self._drop(_link_target(path)) for path, _ in c.links], batch))  # (b) unlink
         doomed = []
-        for cand in batch:                                         # (c) look again
-            if self._used_since_cutoff(cand.digest):
+        for cand, used in zip(batch, list(each(self._used_since_cutoff, [c.digest for c in batch]))):  # (c)
+            if used:
                 self._restore(cand)
                 if cand.is_manifest:
                     self._mark_closure(cand.digest)
@@ -388,21 +450,18 @@ class Collector:
             else:
                 doomed.append(cand)
         if not self.lease.valid() or time.monotonic() - condemned_at > STALE_CONDEMNED / 2:
-            for cand in doomed:
-                self._restore(cand)
-            for cand in batch:
-                self._drop(paths.gc_condemned(cand.digest))
+            list(each(self._restore, doomed))
+            list(each(lambda c: self._drop(paths.gc_condemned(c.digest)), batch))
             self.lease.check()
             raise LeaseError("garbage collection stopped: a batch took too long; its links were restored")
-        for cand in doomed:                                        # (d) delete
-            if not phase_manifests:
-                self._drop(paths.blob_dir(cand.digest))
-                self._drop(paths.gc_used(cand.digest))
+        if not phase_manifests:                                    # (d) delete
+            list(each(lambda c: (self._drop(paths.blob_dir(c.digest)), self._drop(paths.gc_used(c.digest))),
+                      doomed))
+        for cand in doomed:
             self._count(cand)
             for repo, digest in cand.events:
                 self.on_delete(repo, digest)
-        for cand in batch:
-            self._drop(paths.gc_condemned(cand.digest))
+        list(each(lambda c: self._drop(paths.gc_condemned(c.digest)), batch))
 
     def _mark_closure(self, digest: str) -> None:
         """Mark what a manifest kept after all (a request relied on it during

@@ -214,8 +214,12 @@ class Uploads:
                 started = json.loads(self.driver.get_content(upload_dir + "/startedat"))["startedat"]
                 age_ok = dt.datetime.fromisoformat(started).timestamp() < cutoff
             except PathNotFound:
-                # No state file: a session that never finished starting.
-                age_ok = self.driver.stat(upload_dir).modtime < cutoff
+                # No state file: a session that never finished starting, or one
+                # that just finished (gone by now).
+                try:
+                    age_ok = self.driver.stat(upload_dir).modtime < cutoff
+                except PathNotFound:
+                    continue
             except (ValueError, KeyError, TypeError):
                 age_ok = True
             if age_ok:

@@ -334,4 +334,6 @@ class GCSoak:
         self.summary = {"images_kept": len(self.live), "images_deleted": len(self.deleted),
                         "collections": len(self.gc_runs), "reused_old_layers": self.reused_old,
                         "copies": self.mounted, "skipped_uploads": self.skipped_uploads, "blobs_swept": sum(r["blobs_swept"] for r in self.gc_runs),
-                        "kept_in_use": sum(r["kept_in_use"] for r in self.gc_runs)}
+                        "kept_in_use": sum(r["kept_in_use"] for r in self.gc_runs),
+                        "gc_seconds_max": max(r["duration"] for r in self.gc_runs),
+                        "last_phases": self.gc_runs[-1]["phases"]}
