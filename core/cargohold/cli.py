@@ -214,12 +214,12 @@ def _cmd_gc(args: argparse.Namespace) -> int:
         print(json.dumps(report.as_dict(), indent=2))
         return 0
     verb = "would sweep" if report.dry_run else "swept"
-    print(f"{verb} {report.blobs_swept} blob(s), {_bytes(report.bytes_reclaimed)}; {report.manifests_swept} "
-          f"manifest(s); {report.links_swept} link(s); {report.repositories_removed} empty repositor(ies); "
-          f"{report.uploads_purged} upload session(s)")
-    print(f"kept {report.blobs_marked} reachable digest(s) of {report.manifests_marked} manifest(s) in "
-          f"{report.repositories} repositor(ies); {report.kept_in_use} kept because in use; "
-          f"{report.blobs_scanned} blob(s) scanned in {report.duration:.1f}s")
+    print(f"{verb} {report.blobs_swept} blobs ({_bytes(report.bytes_reclaimed)}), {report.manifests_swept} "
+          f"manifests, {report.links_swept} links, {report.repositories_removed} empty repositories, "
+          f"{report.uploads_purged} upload sessions in {report.duration:.1f}s")
+    print(f"kept {report.blobs_marked} digests reachable from {report.manifests_marked} manifests in "
+          f"{report.repositories} repositories ({report.kept_in_use} more because in use); "
+          f"{report.blobs_scanned} blobs scanned")
     return 0
 
 
