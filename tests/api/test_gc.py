@@ -269,3 +269,15 @@ def test_expired_lease_is_taken_over(state):
     assert not crashed.valid()
     assert taker.valid()
     taker.release()
+
+
+def test_scan_pauses_to_sweep_when_candidates_pile_up(client, state):
+    """With more garbage than ``max_candidates``, the scan sweeps what it has
+    and goes on: all of it goes, with bounded memory."""
+    garbage = [push_blob(client, "team/app", f"garbage {i}".encode()) for i in range(40)]
+    _, kept_raw = push_image(client, "team/app", "v1", layer=b"kept")
+    collector = Collector(state.driver, grace=ALL_OLD, max_candidates=3, workers=2)
+    report = collector.run()
+    assert report.blobs_swept == 40
+    assert not set(garbage) & store_blobs(state.driver)
+    assert set(blob_digests(kept_raw)) <= store_blobs(state.driver)

@@ -32,8 +32,10 @@ Phases, each one pass over its part of the store:
 7. **uploads**: purge upload sessions past the purge age.
 
 Memory: the marked set holds one 64-bit hash per reachable digest (a false
-match only keeps garbage), the candidates their digest, size and links, and
-the scan one fan-out directory's listing at a time.  Repositories, fan-out
+match only keeps garbage; 66 MiB for a million), the scan one fan-out
+directory's listing per worker, and the candidates their digest, size and
+links, at most :data:`MAX_CANDIDATES` at a time: with more garbage than
+that, scanning pauses to run phases 5 and 6 on what it has, then goes on.  Repositories, fan-out
 directories and the candidates of a batch are worked on :data:`WORKERS` at a
 time (object stores are latency-bound).
 """
@@ -62,6 +64,8 @@ BATCH = 64
 #: Storage calls in flight at once: object stores answer in milliseconds, so
 #: repositories, fan-out directories and a batch's candidates go in parallel.
 WORKERS = 8
+#: The scan stops to sweep once it holds this many candidates (about 30 MB).
+MAX_CANDIDATES = 100_000
 
 __all__ = ["Collector", "Progress", "Report", "LeaseError"]
 
@@ -110,7 +114,7 @@ class Progress:
         """The run ended."""
 
 
-@dataclasses.dataclass
+@dataclasses.dataclass(slots=True)
 class _Candidate:
     digest: str
     size: int
@@ -179,7 +183,8 @@ class Collector:
     def __init__(self, driver: StorageDriver, grace: float, delete_untagged: bool = False,
                  dry_run: bool = False, upload_age: float | None = None,
                  on_delete: Callable[[str, str], None] | None = None, progress: Progress | None = None,
-                 lease: Lease | None = None, batch: int = BATCH, workers: int = WORKERS):
+                 lease: Lease | None = None, batch: int = BATCH, workers: int = WORKERS,
+                 max_candidates: int = MAX_CANDIDATES):
         self.driver = driver
         self.grace = grace
         self.delete_untagged = delete_untagged
@@ -190,6 +195,7 @@ class Collector:
         self.lease = lease or Lease(driver)
         self.batch = batch
         self.workers = workers
+        self.max_candidates = max_candidates
         self._pool: ThreadPoolExecutor | None = None
         self.report = Report(dry_run=dry_run, delete_untagged=delete_untagged, grace=grace)
         self._marked: set[int] = set()
@@ -216,12 +222,11 @@ class Collector:
             if self.delete_untagged:
                 with self._timed("manifests"):
                     self._sweep(unkept, "manifests")
-            with self._timed("scan"):
-                candidates = self._scan()
-            with self._timed("links"):
-                self._links(repos, candidates)
-            with self._timed("sweep"):
-                self._sweep(list(candidates.values()), "blobs")
+            for candidates in self._scan():
+                with self._timed("links"):
+                    self._links(repos, candidates)
+                with self._timed("sweep"):
+                    self._sweep(list(candidates.values()), "blobs")
             with self._timed("uploads"):
                 self._purge_uploads()
                 if not self.dry_run:
@@ -241,7 +246,8 @@ class Collector:
                 self.start = time.monotonic()
 
             def __exit__(self, *exc):
-                collector.report.phases[phase] = round(time.monotonic() - self.start, 3)
+                phases = collector.report.phases
+                phases[phase] = round(phases.get(phase, 0.0) + time.monotonic() - self.start, 3)
 
         return _Timer()
 
@@ -351,17 +357,33 @@ class Collector:
 
     # -- scan the blob store ----------------------------------------------------------
 
-    def _scan(self) -> dict[str, _Candidate]:
+    def _scan(self) -> Iterator[dict[str, _Candidate]]:
+        """Candidates, in chunks of at most about :attr:`max_candidates`
+        (each swept before the scan goes on, so memory stays bounded however
+        much garbage there is)."""
+        began = time.monotonic()
         fanouts = [(_leaf(alg_dir), _leaf(fan)) for alg_dir in _list(self.driver, paths.BLOBS)
                    for fan in _list(self.driver, alg_dir)]
-        self.progress.phase("scan", len(fanouts))
         candidates: dict[str, _Candidate] = {}
-        for found, scanned, stale in self._map(self._scan_fanout, fanouts):
-            candidates.update(found)
-            self.report.blobs_scanned += scanned
-            self.report.usage_records_swept += stale
-            self.progress.advance()
-        return candidates
+        resume = True
+        for start in range(0, len(fanouts), self.workers):
+            if resume:  # at the start, and after each pause to sweep
+                self.progress.phase("scan", len(fanouts))
+                self.progress.advance(start)
+                resume = False
+            for found, scanned, stale in self._map(self._scan_fanout, fanouts[start:start + self.workers]):
+                candidates.update(found)
+                self.report.blobs_scanned += scanned
+                self.report.usage_records_swept += stale
+                self.progress.advance()
+            if len(candidates) >= self.max_candidates or start + self.workers >= len(fanouts):
+                self.report.phases["scan"] = round(self.report.phases.get("scan", 0.0) + time.monotonic() - began,
+                                                   3)
+                yield candidates
+                candidates, resume = {}, True
+                began = time.monotonic()
+        if not fanouts:
+            yield {}
 
     def _scan_fanout(self, fanout: tuple[str, str]) -> tuple[dict[str, _Candidate], int, int]:
         """Candidates of one ``<alg>/<hex[:2]>`` directory, how many blobs it
