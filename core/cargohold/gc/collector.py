@@ -265,8 +265,7 @@ class Collector:
 
     def _recover(self) -> None:
         for info in _walk_files(self.driver, paths.GC_CONDEMNED):
-            alg, hexpart = info.path.split("/")[-2:]
-            digest = f"{alg}:{hexpart}"
+            digest = paths.digest_from_leaf_pair(info.path)
             try:
                 links = json.loads(self.driver.get_content(info.path))
             except (PathNotFound, ValueError):
@@ -299,9 +298,9 @@ class Collector:
         driver = self.driver
         revisions: dict[str, float] = {}
         for info in _walk_files(driver, paths.manifest_revisions(repo)):
-            parts = info.path.split("/")
-            if parts[-1] == "link":
-                revisions[f"{parts[-3]}:{parts[-2]}"] = info.modtime
+            digest = paths.digest_from_link(info.path)
+            if digest is not None:
+                revisions[digest] = info.modtime
         tagged = []
         for tag_dir in _list(driver, paths.tags(repo)):
             try:
@@ -310,35 +309,15 @@ class Collector:
                 continue  # deleted meanwhile
         by_subject: dict[str, list[str]] = {}
         referrer_entry: dict[str, str] = {}
-        prefix = paths.referrers(repo) + "/"
         for info in _walk_files(driver, paths.referrers(repo)):
-            alg, hexpart, key = info.path[len(prefix):].split("/")[-3:]
-            referrer = paths.referrer_digest_from_key(key)
-            by_subject.setdefault(f"{alg}:{hexpart}", []).append(referrer)
+            subject, referrer = paths.referrer_entry_digests(info.path)
+            by_subject.setdefault(subject, []).append(referrer)
             referrer_entry[referrer] = info.path
         if self.delete_untagged:
             roots = tagged + [d for d, modtime in revisions.items() if modtime > self.cutoff]
         else:
             roots = tagged + list(revisions)
-        kept: set[str] = set()
-        manifests = 0
-        queue = list(roots)
-        while queue:
-            digest = queue.pop()
-            if digest in kept:
-                continue
-            kept.add(digest)
-            self._mark_digest(digest)
-            try:
-                raw = driver.get_content(paths.blob_data(digest))
-            except PathNotFound:
-                continue
-            manifests += 1
-            blobs, children, _ = manifest_references(raw)
-            for blob in blobs:
-                self._mark_digest(blob)
-            queue += children
-            queue += by_subject.get(digest, ())
+        kept, manifests = self._mark_from(roots, by_subject)
         unkept = []
         for digest in revisions:
             if digest in kept:
@@ -394,7 +373,7 @@ class Collector:
             digest = paths.digest_from_blob_data(info.path)
             if digest is not None:
                 present[digest] = (info.size, info.modtime)
-        used = {f"{alg}:{_leaf(info.path)}": info.modtime
+        used = {paths.digest_from_gc_used(info.path): info.modtime
                 for info in _walk_files(self.driver, paths.gc_used_prefix(alg, fan))}
         found = {}
         for digest, (size, modtime) in present.items():
@@ -418,9 +397,8 @@ class Collector:
         def linked(repo: str) -> list[tuple[str, str]]:
             found = []
             for alg_dir in _list(self.driver, paths.layers(repo)):
-                alg = _leaf(alg_dir)
                 for link_dir in _list(self.driver, alg_dir):
-                    digest = f"{alg}:{_leaf(link_dir)}"
+                    digest = paths.digest_from_leaf_pair(link_dir)
                     if digest in candidates:
                         found.append((repo, digest))
             return found
@@ -485,24 +463,35 @@ class Collector:
                 self.on_delete(repo, digest)
         list(each(lambda c: self._drop(paths.gc_condemned(c.digest)), batch))
 
-    def _mark_closure(self, digest: str) -> None:
-        """Mark what a manifest kept after all (a request relied on it during
-        the run) names, children included, before the blob scan."""
-        queue, seen = [digest], set()
+    def _mark_from(self, roots: list[str], by_subject: dict[str, list[str]]) -> tuple[set[str], int]:
+        """Mark the manifests ``roots``, what they name (children included)
+        and, through ``by_subject``, their referrers; returns the manifests
+        reached and how many of them could be read."""
+        kept: set[str] = set()
+        manifests = 0
+        queue = list(roots)
         while queue:
             digest = queue.pop()
-            if digest in seen:
+            if digest in kept:
                 continue
-            seen.add(digest)
+            kept.add(digest)
             self._mark_digest(digest)
             try:
                 raw = self.driver.get_content(paths.blob_data(digest))
             except PathNotFound:
                 continue
+            manifests += 1
             blobs, children, _ = manifest_references(raw)
             for blob in blobs:
                 self._mark_digest(blob)
             queue += children
+            queue += by_subject.get(digest, ())
+        return kept, manifests
+
+    def _mark_closure(self, digest: str) -> None:
+        """Mark what a manifest kept after all (a request relied on it during
+        the run) names, children included, before the blob scan."""
+        self._mark_from([digest], {})
 
     def _count(self, cand: _Candidate) -> None:
         if cand.is_manifest:

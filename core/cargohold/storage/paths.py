@@ -172,3 +172,29 @@ def gc_lease(epoch: int) -> str:
 
 def gc_clock(probe: str) -> str:
     return f"{GC_CLOCK}/{probe}"
+
+
+def digest_from_leaf_pair(path: str) -> str:
+    """``<alg>:<hex>`` from a path ending ``/<alg>/<hex>`` (a layer link's
+    directory, a condemned marker)."""
+    alg, hexpart = path.rsplit("/", 2)[-2:]
+    return f"{alg}:{hexpart}"
+
+
+def digest_from_link(path: str) -> str | None:
+    """The digest a ``.../<alg>/<hex>/link`` path is named after (``None``
+    for anything else)."""
+    head, _, leaf = path.rpartition("/")
+    return digest_from_leaf_pair(head) if leaf == "link" and head.count("/") >= 2 else None
+
+
+def referrer_entry_digests(path: str) -> tuple[str, str]:
+    """``(subject, referrer)`` of a :func:`referrer_link` path."""
+    head, _, key = path.rpartition("/")
+    return digest_from_leaf_pair(head), referrer_digest_from_key(key)
+
+
+def digest_from_gc_used(path: str) -> str:
+    """Inverse of :func:`gc_used`."""
+    alg, _, hexpart = path[len(GC_USED) + 1:].split("/")
+    return f"{alg}:{hexpart}"
