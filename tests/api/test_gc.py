@@ -162,7 +162,8 @@ def test_recorded_use_keeps_an_old_unreferenced_blob(short):
 
 
 class _Hooked:
-    """Delegates to a driver; calls ``hook(path)`` after each ``delete``."""
+    """Delegates to a driver; calls ``hook(op, path)`` after each
+    ``put_content`` and ``delete``."""
 
     def __init__(self, driver, hook):
         self._driver, self._hook = driver, hook
@@ -171,32 +172,33 @@ class _Hooked:
     def __getattr__(self, attr):
         return getattr(self._driver, attr)
 
+    def put_content(self, path, data):
+        self._driver.put_content(path, data)
+        self._hook("put", path)
+
     def delete(self, path):
         self._driver.delete(path)
-        self._hook(path)
+        self._hook("delete", path)
 
 
-def test_request_meeting_a_condemned_blob_waits_and_finds_it_restored(short):
-    """A HEAD that arrives after the collector removed the links (step b)
-    but records its use before the collector looks again (step c): the
-    collector restores the links, and the HEAD, which waited, answers 200."""
+def test_use_recorded_while_condemned_restores_the_links(short):
+    """A HEAD that finds the blob, then records its use while the collector
+    condemns it (between steps a and c): the collector sees the use at step
+    c and puts the links back; the HEAD answers 200, waiting for the
+    collector to settle if its second look fell after step b."""
     client, state = short
     digest = push_blob(client, "team/app", b"condemned, then used")
     results = {}
+    worker = threading.Thread(target=lambda: results.setdefault(
+        "status", client.head(f"/v2/team/app/blobs/{digest}").status_code))
 
-    def head() -> None:
-        results["status"] = client.head(f"/v2/team/app/blobs/{digest}").status_code
-
-    worker = threading.Thread(target=head)
-
-    def hook(path: str) -> None:
-        if path == paths.layer_dir("team/app", digest) and not worker.is_alive() and "status" not in results:
+    def hook(op: str, path: str) -> None:
+        if op == "put" and path == paths.gc_condemned(digest) and not worker.is_alive():
             worker.start()
             deadline = time.monotonic() + 5
-            while not state.driver.stat(paths.gc_used(digest)).modtime > time.time() - 2:
-                assert time.monotonic() < deadline
+            while state.driver.stat(paths.gc_used(digest)).modtime < time.time() - 1:
+                assert time.monotonic() < deadline, "the HEAD recorded no use"
                 time.sleep(0.01)
-            time.sleep(0.1)  # the HEAD now finds no link and waits on the marker
 
     time.sleep(1.2)
     report = Collector(_Hooked(state.driver, hook), grace=1.0).run()
@@ -205,6 +207,34 @@ def test_request_meeting_a_condemned_blob_waits_and_finds_it_restored(short):
     assert report.kept_in_use == 1 and report.blobs_swept == 0
     assert client.get(f"/v2/team/app/blobs/{digest}").data == b"condemned, then used"
     assert not exists(state.driver, paths.gc_condemned(digest))
+
+
+def test_request_meeting_a_condemned_blob_waits_for_the_outcome(short):
+    """A HEAD that first looks after the links went (step b) waits until the
+    collector settled, then answers from what is there: 404 here, and the
+    client uploads the blob again."""
+    client, state = short
+    digest = push_blob(client, "team/app", b"condemned, unused")
+    results = {}
+
+    def head() -> None:
+        results["status"] = client.head(f"/v2/team/app/blobs/{digest}").status_code
+        results["marker_left"] = exists(state.driver, paths.gc_condemned(digest))
+
+    worker = threading.Thread(target=head)
+
+    def hook(op: str, path: str) -> None:
+        if op == "delete" and path == paths.layer_dir("team/app", digest):
+            worker.start()
+            time.sleep(0.3)  # the HEAD finds no link, sees the marker and waits
+
+    time.sleep(1.2)
+    report = Collector(_Hooked(state.driver, hook), grace=1.0).run()
+    worker.join(10)
+    assert results == {"status": 404, "marker_left": False}
+    assert report.blobs_swept == 1
+    push_blob(client, "team/app", b"condemned, unused")
+    assert client.get(f"/v2/team/app/blobs/{digest}").data == b"condemned, unused"
 
 
 def test_upload_of_a_swept_blob_stores_it_again(client, state):

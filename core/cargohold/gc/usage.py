@@ -33,7 +33,7 @@ DEFAULT_GRACE = 3600.0
 #: A condemned marker older than this was left by a collector that died
 #: mid-batch; requests stop waiting for it.  The collector never keeps one
 #: longer than half of it (it restores the links instead).
-STALE_CONDEMNED = 300.0
+STALE_CONDEMNED = 120.0
 #: Seconds between looks at a condemned marker while waiting for it to go.
 SETTLE_POLL = 0.05
 #: Digests whose last use each process remembers.
@@ -55,16 +55,32 @@ class UsageRecorder:
         self._skip = grace / 2
         self._written = LRU(REMEMBERED)
 
-    def touch(self, digest: str, force: bool = False) -> None:
+    def touch(self, digest: str, force: bool = False) -> bool:
         """Record that a request relies on ``digest`` now; call it *before*
-        the existence check the request acts on."""
+        the existence check the request acts on.  Returns whether it wrote
+        (False: skipped, an earlier write of this process still counts, and
+        every check since came after it)."""
         now = time.monotonic()
         if not force:
             last = self._written.get(digest)
             if last is not None and now - last < self._skip:
-                return
+                return False
         self.driver.put_content(paths.gc_used(digest), b"")
         self._written.put(digest, now)
+        return True
+
+    def check(self, digest: str, exists) -> bool:
+        """Whether ``exists()`` (a link or revision of ``digest``), for a
+        request that acts on the answer.  A first look filters out what is
+        missing (no write for a blob about to be uploaded); then the use is
+        recorded and the answer is the look that follows the record.  A
+        digest missing because a collector is condemning it is looked for
+        again once the collector has settled."""
+        if not exists() and not (self.wait_settled(digest) and exists()):
+            return False
+        if not self.touch(digest) or exists():
+            return True
+        return self.wait_settled(digest) and exists()
 
     def wait_settled(self, digest: str) -> bool:
         """When a collector has ``digest`` condemned, wait until it restored

@@ -51,10 +51,7 @@ class BlobStore:
         before skipping an upload, a mount, a manifest naming the blob): the
         use is recorded first, and a link missing because the collector is
         condemning the blob is looked for again once it has settled."""
-        self.usage.touch(digest)
-        if self.is_linked(name, digest):
-            return True
-        return self.usage.wait_settled(digest) and self.is_linked(name, digest)
+        return self.usage.check(digest, lambda: self.is_linked(name, digest))
 
     def claim(self, digest: str) -> bool:
         """Before storing bytes under ``digest``: record the use (always

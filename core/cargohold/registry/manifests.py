@@ -44,11 +44,7 @@ class Manifests:
         """:meth:`has_revision` for a request that acts on the answer (an
         index naming a child), recorded for the garbage collector first; see
         :meth:`BlobStore.rely_on_link`."""
-        usage = self.blobs.usage
-        usage.touch(digest)
-        if self.has_revision(name, digest):
-            return True
-        return usage.wait_settled(digest) and self.has_revision(name, digest)
+        return self.blobs.usage.check(digest, lambda: self.has_revision(name, digest))
 
     def content(self, digest: str) -> tuple[str, bytes]:
         """``(media type, bytes)`` of a stored manifest."""
