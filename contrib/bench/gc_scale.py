@@ -97,7 +97,7 @@ def main(argv: list[str]) -> int:
         from conftest import MotoBackend, MotoServer  # the plugin's test helpers
 
         moto = MotoServer().start()
-    print(f"{'blobs':>8} {'build s':>8} {'gc s':>7} {'µs/blob':>8} {'peak RSS MiB':>12}  phases")
+    print(f"{'blobs':>8} {'build s':>8} {'gc s':>7} {'µs/blob':>8} {'peak RSS MiB':>12} {'calls':>8}  phases")
     try:
         for n in sizes:
             t0 = time.monotonic()
@@ -114,8 +114,10 @@ def main(argv: list[str]) -> int:
             built = time.monotonic() - t0
             time.sleep(1.5)
             wall, rss_kib, report = run_gc(env)
+            calls = sum(report["storage_calls"].values())
             print(f"{report['blobs_scanned']:>8} {built:>8.1f} {wall:>7.1f} {wall / n * 1e6:>8.0f} "
-                  f"{rss_kib / 1024:>12.0f}  {report['phases']} swept={report['blobs_swept']}", flush=True)
+                  f"{rss_kib / 1024:>12.0f} {calls:>8}  {report['phases']} swept={report['blobs_swept']} "
+                  f"calls={report['storage_calls']}", flush=True)
     finally:
         if moto is not None:
             moto.stop()

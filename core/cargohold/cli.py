@@ -193,6 +193,7 @@ def _cmd_gc(args: argparse.Namespace) -> int:
     from cargohold.app import create_app
     from cargohold.gc import collect
     from cargohold.gc.lease import LeaseError
+    from cargohold.storage.driver import StorageError
 
     config, _ = load_config(args.config)
     app = create_app(config=config, environ={})
@@ -205,6 +206,10 @@ def _cmd_gc(args: argparse.Namespace) -> int:
         return 2
     except LeaseError as e:
         print(f"cargohold: {e}", file=sys.stderr)
+        return 1
+    except StorageError as e:
+        # Condemned markers left behind are resolved by the next run.
+        print(f"cargohold: garbage collection failed: {e}", file=sys.stderr)
         return 1
     finally:
         shutdown = getattr(app, "cargohold_shutdown", None)

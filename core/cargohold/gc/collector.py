@@ -42,6 +42,7 @@ time (object stores are latency-bound).
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import logging
@@ -95,6 +96,9 @@ class Report:
     holder: str = ""
     #: Seconds spent in each phase.
     phases: dict = dataclasses.field(default_factory=dict)
+    #: Storage calls made, by operation (when the driver counts them, as the
+    #: core's :class:`~cargohold.storage.checked.CheckedDriver` does).
+    storage_calls: dict = dataclasses.field(default_factory=dict)
 
     def as_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -207,6 +211,8 @@ class Collector:
         """Collect once; raises :class:`LeaseError` when another collector
         holds the lease (or this one lost it)."""
         began = time.monotonic()
+        stats = getattr(self.driver, "stats", None)
+        calls_before = {op: count for op, (count, _) in dict(stats or {}).items()}
         self.lease.acquire()
         self._pool = ThreadPoolExecutor(max_workers=self.workers, thread_name_prefix="gc")
         try:
@@ -236,20 +242,20 @@ class Collector:
             self.lease.release()
             self.progress.finish()
             self.report.duration = time.monotonic() - began
+            self.report.storage_calls = {op: count - calls_before.get(op, 0)
+                                         for op, (count, _) in sorted(dict(stats or {}).items())
+                                         if count > calls_before.get(op, 0)}
         return self.report
 
-    def _timed(self, phase: str):
-        collector = self
-
-        class _Timer:
-            def __enter__(self):
-                self.start = time.monotonic()
-
-            def __exit__(self, *exc):
-                phases = collector.report.phases
-                phases[phase] = round(phases.get(phase, 0.0) + time.monotonic() - self.start, 3)
-
-        return _Timer()
+    @contextlib.contextmanager
+    def _timed(self, phase: str) -> Iterator[None]:
+        """Add the time the block takes to ``report.phases[phase]``."""
+        start = time.monotonic()
+        try:
+            yield
+        finally:
+            phases = self.report.phases
+            phases[phase] = round(phases.get(phase, 0.0) + time.monotonic() - start, 3)
 
     def _map(self, fn: Callable, items: Iterable) -> Iterator:
         """``fn`` over ``items`` on the pool, results in order."""
