@@ -101,6 +101,18 @@ def _parser() -> argparse.ArgumentParser:
                                          "Garbage collection then removes the bytes nothing links.")
     p.add_argument("--dry-run", action="store_true", help="only list what would be unlinked")
     p.set_defaults(run=_cmd_proxy_purge)
+    p = sub.add_parser("gc", parents=[common], help="collect garbage (online)",
+                       description="Sweep blobs, manifests and links no tag reaches, and old upload sessions, "
+                                   "while registries keep serving the same storage.  Only one collection runs "
+                                   "at a time per store.")
+    p.add_argument("--dry-run", action="store_true", help="only report what would be swept")
+    p.add_argument("--delete-untagged", action="store_true",
+                   help="also sweep manifests no tag reaches (and their referrers)")
+    p.add_argument("--grace", metavar="DURATION", type=_duration,
+                   help="keep anything written or used more recently (default and minimum: "
+                        "storage.maintenance.gc.grace, 1h unless configured)")
+    p.add_argument("--json", action="store_true", help="print the report as JSON")
+    p.set_defaults(run=_cmd_gc)
     return parser
 
 
@@ -211,6 +223,99 @@ def _cmd_proxy_purge(args: argparse.Namespace) -> int:
     verb = "would unlink" if args.dry_run else "unlinked"
     print(f"{verb} {len(removed)} expired manifest(s) and blob(s)", file=sys.stderr)
     return 0
+
+
+def _cmd_gc(args: argparse.Namespace) -> int:
+    import json
+
+    from cargohold.app import create_app
+    from cargohold.gc import collect
+    from cargohold.gc.lease import LeaseError
+    from cargohold.storage.driver import StorageError
+
+    config, _ = load_config(args.config)
+    app = create_app(config=config, environ={})
+    progress = _TerminalProgress(sys.stderr) if sys.stderr.isatty() and not args.json else None
+    try:
+        report = collect(app, grace=args.grace, delete_untagged=args.delete_untagged or None,
+                         dry_run=args.dry_run or None, progress=progress)
+    except ValueError as e:
+        print(f"cargohold: {e}", file=sys.stderr)
+        return 2
+    except LeaseError as e:
+        print(f"cargohold: {e}", file=sys.stderr)
+        return 1
+    except StorageError as e:
+        # Condemned markers left behind are resolved by the next run.
+        print(f"cargohold: garbage collection failed: {e}", file=sys.stderr)
+        return 1
+    finally:
+        shutdown = getattr(app, "cargohold_shutdown", None)
+        if callable(shutdown):
+            shutdown()  # flushes queued delete events
+    if args.json:
+        print(json.dumps(report.as_dict(), indent=2))
+        return 0
+    verb = "would sweep" if report.dry_run else "swept"
+    print(f"{verb} {report.blobs_swept} blobs ({_bytes(report.bytes_reclaimed)}), {report.manifests_swept} "
+          f"manifests, {report.links_swept} links, {report.repositories_removed} empty repositories, "
+          f"{report.uploads_purged} upload sessions in {report.duration:.1f}s")
+    print(f"kept {report.blobs_marked} digests reachable from {report.manifests_marked} manifests in "
+          f"{report.repositories} repositories ({report.kept_in_use} more because in use); "
+          f"{report.blobs_scanned} blobs scanned")
+    return 0
+
+
+def _bytes(n: int) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if n < 1024 or unit == "GiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n} B"  # pragma: no cover
+
+
+class _TerminalProgress:
+    """A progress bar per garbage collection phase, redrawn in place."""
+
+    WIDTH = 30
+
+    def __init__(self, stream):
+        self.stream = stream
+        self.name, self.total, self.done, self._drawn = "", None, 0, 0.0
+
+    def phase(self, name: str, total: int | None) -> None:
+        self._end_line()
+        self.name, self.total, self.done = name, total, 0
+        self._draw(force=True)
+
+    def advance(self, steps: int = 1) -> None:
+        self.done += steps
+        self._draw()
+
+    def finish(self) -> None:
+        self._end_line()
+
+    def _draw(self, force: bool = False) -> None:
+        import time
+
+        now = time.monotonic()
+        if not force and now - self._drawn < 0.1 and self.done != self.total:
+            return
+        self._drawn = now
+        if self.total:
+            filled = int(self.WIDTH * min(self.done, self.total) / self.total)
+            bar = f"[{'#' * filled}{'.' * (self.WIDTH - filled)}] {self.done}/{self.total}"
+        else:
+            bar = f"{self.done}"
+        self.stream.write(f"\r{self.name:<9} {bar}")
+        self.stream.flush()
+
+    def _end_line(self) -> None:
+        if self.name:
+            self._draw(force=True)
+            self.stream.write("\n")
+            self.stream.flush()
+            self.name = ""
 
 
 if __name__ == "__main__":  # pragma: no cover

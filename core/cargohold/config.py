@@ -80,6 +80,7 @@ DEFAULTS: dict[str, Any] = {
         "maintenance": {
             "uploadpurging": {"enabled": True, "age": "168h", "interval": "24h", "dryrun": False},
             "readonly": {"enabled": False},
+            "gc": {"enabled": False, "interval": "24h", "grace": "1h", "deleteuntagged": False, "dryrun": False},
         },
         "cache": {"manifestsize": "64MiB"},
     },
@@ -376,6 +377,10 @@ CORE_SCHEMA: dict[str, Any] = {
             # Refuse every write (405 UNSUPPORTED) and pause upload purging;
             # applied live on SIGHUP (cargohold.app.LIVE_KEYS).
             "readonly": {"enabled": bool},
+            # Online garbage collection (cargohold.gc); grace also tells requests how
+            # often to record their uses of a digest.
+            "gc": {"enabled": bool, "interval": Duration, "grace": Duration, "deleteuntagged": bool,
+                   "dryrun": bool},
         },
         "cache": {"manifestsize": Size},  # bytes of manifests each process keeps in memory
         ANY_KEY: dict,  # the driver's section; its plugin may contribute a schema
@@ -778,6 +783,11 @@ def _check_rules(config: Any, problems: list[str]) -> None:
         problems.append(
             f"storage: more than one storage driver configured ({', '.join(drivers)}); keep exactly one "
             "(CARGOHOLD_STORAGE=<name> picks one from the environment)")
+    gc = section("storage", "maintenance", "gc")
+    for key in ("grace", "interval"):
+        value = gc.get(key)
+        if f"storage.maintenance.gc.{key}" not in reported and isinstance(value, (int, float)) and value < 1:
+            problems.append(f"storage.maintenance.gc.{key}: must be at least 1s, got {value:g}s")
     providers = [k for k, v in section("auth").items() if isinstance(v, dict)]
     if len(providers) > 1:
         problems.append(f"auth: more than one auth provider configured ({', '.join(providers)}); keep at most one")

@@ -81,6 +81,8 @@ _COUNTERS = {
     "proxy_upstream_errors": ("Upstream requests of the pull-through cache that failed, by upstream",
                               ("upstream",)),
     "proxy_fetched_bytes": ("Bytes the pull-through cache fetched from upstreams, by upstream", ("upstream",)),
+    "gc_runs": ("Scheduled garbage collections, by outcome (completed, skipped: another held the lease, "
+                "failed)", ("outcome",)),
 }
 _HISTOGRAMS = {
     "http_request_duration_seconds": ("Time from a request reaching the app to its last body byte, by route",
@@ -95,6 +97,11 @@ _HISTOGRAMS = {
 _GAUGES = {
     "uploads_in_flight": ("Blob upload requests streaming a body right now", (), "sum"),
     "notification_queue_depth": ("Events waiting for delivery, by notification endpoint", ("endpoint",), "latest"),
+    "gc_last_run_timestamp_seconds": ("When the last scheduled garbage collection ended (Unix time)", (),
+                                      "latest"),
+    "gc_last_run_duration_seconds": ("How long the last scheduled garbage collection took", (), "latest"),
+    "gc_last_run_reclaimed_bytes": ("Bytes of blobs the last scheduled garbage collection swept", (), "latest"),
+    "gc_last_run_swept_blobs": ("Blobs the last scheduled garbage collection swept", (), "latest"),
 }
 
 
@@ -180,6 +187,16 @@ class RegistryMetrics:
 
     def proxy_fetched(self, upstream: str, n: int) -> None:
         _add(self.counters["proxy_fetched_bytes"], (upstream,), n)
+    def gc_run(self, outcome: str, seconds: float = 0.0, reclaimed: int = 0, swept: int = 0) -> None:
+        """A scheduled garbage collection ended with ``outcome``; a completed
+        one also sets the last-run gauges."""
+        runs = self.counters["gc_runs"]
+        runs[(outcome,)] = runs.get((outcome,), 0) + 1
+        if outcome == "completed":
+            now = time.time()
+            for name, value in (("timestamp_seconds", now), ("duration_seconds", seconds),
+                                ("reclaimed_bytes", reclaimed), ("swept_blobs", swept)):
+                self.gauges[f"gc_last_run_{name}"][()] = [value, now]
 
     # -- sharing between worker processes -----------------------------------
 

@@ -123,7 +123,7 @@ def start_upload(name: str):
     mount, source = args.get("mount"), args.get("from")
     if mount:
         check_digest(mount)
-        if source and reg.blobs.is_linked(source, mount) and reg.blobs.size(mount) is not None:
+        if source and reg.blobs.rely_on_link(source, mount) and reg.blobs.size(mount) is not None:
             if not reg.blobs.is_linked(name, mount):
                 reg.blobs.link(name, mount)
             events.emit(events.MOUNT, name, mount, events.BLOB_MEDIA_TYPE, reg.blobs.size(mount), from_repository=source)

@@ -1,7 +1,9 @@
 """Background upkeep: purging abandoned upload sessions
-(``storage.maintenance.uploadpurging``), as the reference registry does.
-Passes are skipped while read-only mode is on
-(``storage.maintenance.readonly.enabled``, switched live by a reload)."""
+(``storage.maintenance.uploadpurging``), as the reference registry does, and
+scheduled garbage collection (``storage.maintenance.gc``, see
+:mod:`cargohold.gc.schedule`).  Upload purging is skipped while read-only
+mode is on (``storage.maintenance.readonly.enabled``, switched live by a
+reload)."""
 
 from __future__ import annotations
 
@@ -14,15 +16,20 @@ log = logging.getLogger(__name__)
 
 @hookimpl
 def cargohold_startup(app):
-    settings = app.config["CARGOHOLD"]["storage"]["maintenance"]["uploadpurging"]
-    if not settings["enabled"]:
-        return
+    maintenance = app.config["CARGOHOLD"]["storage"]["maintenance"]
+    settings = maintenance["uploadpurging"]
     try:
         from gevent import monkey, spawn_later
     except ImportError:  # pragma: no cover - gevent is a dependency
         return
     if not monkey.is_module_patched("socket"):
         return  # not under `cargohold serve` (e.g. a test client): nothing to schedule on
+    if maintenance["gc"]["enabled"]:
+        from cargohold.gc import schedule
+
+        schedule.start(app, spawn_later)
+    if not settings["enabled"]:
+        return
 
     state = app.extensions["cargohold"]
 

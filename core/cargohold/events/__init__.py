@@ -30,7 +30,7 @@ from cargohold.request_context import assign_request_id, base_url, request_parts
 
 __all__ = [
     "ACTIONS", "BLOB_MEDIA_TYPE", "DELETE", "ENVELOPE_MEDIA_TYPE", "ENVELOPE_MEDIA_TYPE_V1",
-    "ENVELOPE_MEDIA_TYPES", "MOUNT", "PULL", "PUSH", "SOURCE_URL_KEY", "Event", "emit", "envelope",
+    "ENVELOPE_MEDIA_TYPES", "MOUNT", "PULL", "PUSH", "SOURCE_URL_KEY", "Event", "emit", "emit_from", "envelope",
 ]
 
 _INSTANCE_ID = str(uuid.uuid4())
@@ -80,5 +80,21 @@ def emit(action: str, repository: str, digest: str | None = None, media_type: st
         assign_request_id(environ), environ.get("REMOTE_ADDR") or "", host, environ.get("REQUEST_METHOD", ""),
         environ.get("HTTP_USER_AGENT", ""), grant.user if grant is not None else None, _source_addr(port),
         _INSTANCE_ID,
+    ))
+    call_each(pm, "cargohold_registry_event", event=event)
+
+
+def emit_from(pm, action: str, repository: str, digest: str | None = None, agent: str = "cargohold",
+              media_type: str | None = None, size: int | None = None) -> None:
+    """Build an event that no request caused (the garbage collector's
+    deletes) and pass it to the ``cargohold_registry_event`` listeners of
+    ``pm``.  Request fields are empty but for the user agent, ``agent``; the
+    source is this host."""
+    if not pm.hook.cargohold_registry_event.get_hookimpls():
+        return
+    host = socket.gethostname()
+    event = fields_to_event((
+        new_event_id(), time_ns(), action, repository, digest, media_type, size, None, None, None,
+        new_event_id(), "", host, "", agent, None, host, _INSTANCE_ID,
     ))
     call_each(pm, "cargohold_registry_event", event=event)

@@ -3,6 +3,7 @@ tags, referrers and the catalog.  Nothing here knows about HTTP."""
 
 from __future__ import annotations
 
+from cargohold.gc.usage import DEFAULT_GRACE, UsageRecorder
 from cargohold.registry.blobs import BlobStore
 from cargohold.registry.catalog import repositories
 from cargohold.registry.manifests import DEFAULT_CACHE_BYTES, Manifests
@@ -13,9 +14,12 @@ from cargohold.storage.driver import StorageDriver
 class Registry:
     """Facade the API handlers use; one per app (``app.extensions``)."""
 
-    def __init__(self, driver: StorageDriver, manifest_cache_bytes: int = DEFAULT_CACHE_BYTES):
+    def __init__(self, driver: StorageDriver, manifest_cache_bytes: int = DEFAULT_CACHE_BYTES,
+                 gc_grace: float = DEFAULT_GRACE):
         self.driver = driver
-        self.blobs = BlobStore(driver)
+        #: Uses of digests, recorded for the garbage collector (:mod:`cargohold.gc`).
+        self.usage = UsageRecorder(driver, gc_grace)
+        self.blobs = BlobStore(driver, self.usage)
         self.uploads = Uploads(driver, self.blobs)
         self.manifests = Manifests(driver, self.blobs, manifest_cache_bytes)
 

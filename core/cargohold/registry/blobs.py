@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Iterator
 
 from cargohold.errors import BlobUnknown
+from cargohold.gc.usage import UsageRecorder
 from cargohold.lru import LRU
 from cargohold.storage import paths
 from cargohold.storage.driver import PathNotFound, StorageDriver
@@ -15,10 +16,16 @@ READ_CHUNK = 1 << 20
 class BlobStore:
     """Blobs live once in the global store and are visible to a repository
     only through its link.  Stored blob bytes never change (the path is the
-    digest), so their sizes are cached per process."""
+    digest), so their sizes are cached per process; whether bytes are there
+    at all, before relying on them to store something, is always asked of
+    the store (:meth:`claim`), since the garbage collector may remove them.
 
-    def __init__(self, driver: StorageDriver):
+    Every check a request acts on goes through ``usage`` first (see
+    :mod:`cargohold.gc.usage`): :meth:`rely_on_link` and :meth:`claim`."""
+
+    def __init__(self, driver: StorageDriver, usage: UsageRecorder | None = None):
         self.driver = driver
+        self.usage = usage or UsageRecorder(driver)
         self._sizes = LRU(65536)
 
     def size(self, digest: str) -> int | None:
@@ -39,10 +46,32 @@ class BlobStore:
         except PathNotFound:
             return False
 
+    def rely_on_link(self, name: str, digest: str) -> bool:
+        """:meth:`is_linked`, for a request that acts on the answer (a HEAD
+        before skipping an upload, a mount, a manifest naming the blob): the
+        use is recorded first, and a link missing because the collector is
+        condemning the blob is looked for again once it has settled."""
+        return self.usage.check(digest, lambda: self.is_linked(name, digest))
+
+    def claim(self, digest: str) -> bool:
+        """Before storing bytes under ``digest``: record the use (always
+        written), wait out a collector condemning it, then say whether the
+        bytes are in the store (asked of the store, never the cache).  When
+        this returns True the bytes stay for at least the grace window."""
+        self.usage.touch(digest, force=True)
+        self.usage.wait_settled(digest)
+        try:
+            size = self.driver.stat(paths.blob_data(digest)).size
+        except PathNotFound:
+            self._sizes.pop(digest)
+            return False
+        self._sizes.put(digest, size)
+        return True
+
     def stat_in(self, name: str, digest: str) -> int:
         """Size of a blob as seen from repository ``name``; BLOB_UNKNOWN if
         the repository has no link to it."""
-        if not self.is_linked(name, digest):
+        if not self.rely_on_link(name, digest):
             raise BlobUnknown(detail={"digest": digest})
         size = self.size(digest)
         if size is None:
@@ -76,7 +105,7 @@ class BlobStore:
 
     def put_small(self, digest: str, data: bytes) -> None:
         """Store small content (a manifest) under its digest, if not there."""
-        if self.size(digest) is None:
+        if not self.claim(digest):
             self.driver.put_content(paths.blob_data(digest), data)
             self._sizes.put(digest, len(data))
 

@@ -50,6 +50,12 @@ class Manifests:
         except PathNotFound:
             return False
 
+    def rely_on_revision(self, name: str, digest: str) -> bool:
+        """:meth:`has_revision` for a request that acts on the answer (an
+        index naming a child), recorded for the garbage collector first; see
+        :meth:`BlobStore.rely_on_link`."""
+        return self.blobs.usage.check(digest, lambda: self.has_revision(name, digest))
+
     def content(self, digest: str) -> tuple[str, bytes]:
         """``(media type, bytes)`` of a stored manifest."""
         hit = self._content.get(digest)
@@ -81,10 +87,10 @@ class Manifests:
         for desc in manifest.blob_references():
             if desc.urls:
                 continue  # non-distributable layer, fetched from its URLs
-            if not self.blobs.is_linked(name, desc.digest):
+            if not self.blobs.rely_on_link(name, desc.digest):
                 raise ManifestBlobUnknown(detail={"digest": desc.digest})
         for desc in manifest.manifest_references():
-            if not self.has_revision(name, desc.digest):
+            if not self.rely_on_revision(name, desc.digest):
                 raise ManifestBlobUnknown(detail={"digest": desc.digest})
 
     def put(self, name: str, manifest: Manifest, tags: list[str]) -> None:

@@ -123,15 +123,16 @@ class Uploads:
         ``POST ?digest=``, or a ``PUT`` carrying the entire body) straight
         into the blob store.  A new-file writer stays invisible until
         ``commit``, which happens only once the digest matches, so no session
-        files are needed.  A blob already stored is verified but not written
-        again.  Returns the size."""
+        files are needed.  The bytes are written even when the blob seems
+        stored already: only at the end (:meth:`BlobStore.claim`) is that
+        known for sure, as the garbage collector may be removing it.  When it
+        is there, the new copy is dropped.  Returns the size."""
         hasher = new_hasher(algorithm_of(digest))
-        writer = None if self.blobs.size(digest) is not None else self.driver.writer(paths.blob_data(digest))
+        writer = self.driver.writer(paths.blob_data(digest))
         received = 0
         try:
             for chunk in chunks:
-                if writer is not None:
-                    writer.write(chunk)
+                writer.write(chunk)
                 hasher.update(chunk)
                 received += len(chunk)
             if length is not None and received != length:
@@ -139,15 +140,15 @@ class Uploads:
             actual = f"{hasher.name}:{hasher.hexdigest()}"
             if actual != digest:
                 raise DigestInvalid(detail={"expected": digest, "actual": actual})
-            if writer is not None:
+            if self.blobs.claim(digest):
+                writer.cancel()
+            else:
                 writer.commit()
         except BaseException:
-            if writer is not None:
-                writer.cancel()
+            writer.cancel()
             raise
         finally:
-            if writer is not None:
-                writer.close()
+            writer.close()
         self.blobs.remember_size(digest, received)
         self.blobs.link(name, digest)
         return received
@@ -172,7 +173,7 @@ class Uploads:
         if actual != digest:
             self.discard(name, upload_id)
             raise DigestInvalid(detail={"expected": digest, "actual": actual})
-        if self.blobs.size(digest) is None:
+        if not self.blobs.claim(digest):
             self.driver.move(path, paths.blob_data(digest))
         # else: another upload committed the same bytes first; keep that copy.
         self.blobs.remember_size(digest, size)
@@ -212,8 +213,12 @@ class Uploads:
             try:
                 age_ok = _started_at(self.driver.get_content(upload_dir + "/startedat")) < cutoff
             except PathNotFound:
-                # No state file: a session that never finished starting.
-                age_ok = self.driver.stat(upload_dir).modtime < cutoff
+                # No state file: a session that never finished starting, or one
+                # that just finished (gone by now).
+                try:
+                    age_ok = self.driver.stat(upload_dir).modtime < cutoff
+                except PathNotFound:
+                    continue
             except (ValueError, KeyError, TypeError):
                 age_ok = True
             if age_ok:

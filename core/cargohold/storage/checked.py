@@ -153,6 +153,16 @@ class CheckedDriver(StorageDriver):
         finally:
             self.stats.record("put_content", perf_counter() - start)
 
+    def create(self, path: str, data: bytes) -> None:
+        _file_path(path, self.name)
+        start = perf_counter()
+        try:
+            self.driver.create(path, data)
+        except Exception as exc:
+            _raise(exc, self.name, path)
+        finally:
+            self.stats.record("create", perf_counter() - start)
+
     def reader(self, path: str, offset: int = 0) -> BinaryIO:
         _file_path(path, self.name)
         if type(offset) is not int or offset < 0:

@@ -81,6 +81,10 @@ class Unsupported(StorageError):
     """The driver cannot perform this operation."""
 
 
+class FileExists(StorageError):
+    """:meth:`StorageDriver.create` found the path already taken."""
+
+
 @dataclasses.dataclass(frozen=True)
 class FileInfo:
     """What ``stat`` returns.  ``size`` is 0 for directories; ``modtime`` is a
@@ -161,6 +165,18 @@ class StorageDriver(abc.ABC):
     def put_content(self, path: str, data: bytes) -> None:
         """Store ``data`` at ``path`` atomically and durably, replacing any
         previous content."""
+
+    def create(self, path: str, data: bytes) -> None:
+        """Store ``data`` at ``path`` only if nothing is there: a conditional
+        create, atomic against every process sharing the store.  When several
+        callers create the same path concurrently exactly one succeeds; the
+        others get :class:`FileExists` and the content is the winner's, whole.
+        :class:`FileExists` too when the file existed before.  Like
+        :meth:`put_content`, the content is durable and appears all at once.
+        The garbage collector's lease relies on it (filesystem: a hard link
+        of a finished temporary file; S3 and Azure: ``If-None-Match: *``).
+        The default raises :class:`Unsupported`."""
+        raise Unsupported(f"driver {self.name!r} offers no conditional create", path=path)
 
     @abc.abstractmethod
     def reader(self, path: str, offset: int = 0) -> BinaryIO:

@@ -12,6 +12,7 @@ import time
 from typing import BinaryIO
 
 from cargohold.storage.driver import (
+    FileExists,
     FileInfo,
     FileWriter,
     InvalidOffset,
@@ -102,6 +103,13 @@ class InMemoryDriver(StorageDriver):
     def put_content(self, path: str, data: bytes) -> None:
         data = bytes(data)
         with self._lock:
+            self._store(path, data)
+
+    def create(self, path: str, data: bytes) -> None:
+        data = bytes(data)
+        with self._lock:
+            if path in self._files or path in self._dirs:
+                raise FileExists(path=path)
             self._store(path, data)
 
     def reader(self, path: str, offset: int = 0) -> BinaryIO:

@@ -16,6 +16,18 @@
             ├── data                            bytes received so far
             └── startedat                       ISO timestamp, for purging
 
+Beside it, outside the reference registry's ``/v2`` tree (which it never
+reads), cargohold keeps what its online garbage collector needs
+(:mod:`cargohold.gc`)::
+
+    /cargohold/gc
+    ├── used/<alg>/<hex[:2]>/<hex>              a registry relied on the blob or
+    │                                           manifest at this file's modtime
+    ├── condemned/<alg>/<hex>                   the collector is sweeping it; holds
+    │                                           the links it removed (to restore)
+    ├── lease/<epoch>                           the one collector running
+    └── clock/<id>                              probes of the store's clock
+
 A ``link`` file holds a digest string.  Repository names never contain a
 component starting with ``_`` (the name grammar forbids it), so the
 underscore directories cannot collide with a nested repository.
@@ -24,6 +36,11 @@ underscore directories cannot collide with a nested repository.
 from __future__ import annotations
 
 ROOT = "/v2"
+GC = "/cargohold/gc"
+GC_USED = f"{GC}/used"
+GC_CONDEMNED = f"{GC}/condemned"
+GC_LEASES = f"{GC}/lease"
+GC_CLOCK = f"{GC}/clock"
 BLOBS = f"{ROOT}/blobs"
 REPOSITORIES = f"{ROOT}/repositories"
 
@@ -115,6 +132,19 @@ def upload_startedat(name: str, upload_id: str) -> str:
     return f"{REPOSITORIES}/{name}/_uploads/{upload_id}/startedat"
 
 
+def blob_prefixes(alg: str = "sha256") -> str:
+    """The directory whose children are the ``<hex[:2]>`` fan-out of ``alg``."""
+    return f"{BLOBS}/{alg}"
+
+
+def digest_from_blob_data(path: str) -> str | None:
+    """Inverse of :func:`blob_data` (``None`` for anything else)."""
+    parts = path[len(BLOBS) + 1:].split("/")
+    if len(parts) != 4 or parts[3] != "data" or not path.startswith(BLOBS + "/"):
+        return None
+    return f"{parts[0]}:{parts[2]}"
+
+
 def layers(name: str) -> str:
     return f"{REPOSITORIES}/{name}/_layers"
 
@@ -142,4 +172,56 @@ def digest_from_dir_key(key: str) -> str:
     """``sha256:<hex>`` from a key ending in ``.../<alg>/<hex>`` (a revision,
     layer or pulled-record directory as listed)."""
     alg, hexpart = key.rstrip("/").rsplit("/", 2)[-2:]
+    return f"{alg}:{hexpart}"
+
+
+def referrers(name: str) -> str:
+    return f"{REPOSITORIES}/{name}/_referrers"
+
+
+def gc_used(digest: str) -> str:
+    alg, hexpart = _split(digest)
+    return f"{GC_USED}/{alg}/{hexpart[:2]}/{hexpart}"
+
+
+def gc_used_prefix(alg: str, fanout: str) -> str:
+    return f"{GC_USED}/{alg}/{fanout}"
+
+
+def gc_condemned(digest: str) -> str:
+    alg, hexpart = _split(digest)
+    return f"{GC_CONDEMNED}/{alg}/{hexpart}"
+
+
+def gc_lease(epoch: int) -> str:
+    return f"{GC_LEASES}/{epoch:012d}"
+
+
+def gc_clock(probe: str) -> str:
+    return f"{GC_CLOCK}/{probe}"
+
+
+def digest_from_leaf_pair(path: str) -> str:
+    """``<alg>:<hex>`` from a path ending ``/<alg>/<hex>`` (a layer link's
+    directory, a condemned marker)."""
+    alg, hexpart = path.rsplit("/", 2)[-2:]
+    return f"{alg}:{hexpart}"
+
+
+def digest_from_link(path: str) -> str | None:
+    """The digest a ``.../<alg>/<hex>/link`` path is named after (``None``
+    for anything else)."""
+    head, _, leaf = path.rpartition("/")
+    return digest_from_leaf_pair(head) if leaf == "link" and head.count("/") >= 2 else None
+
+
+def referrer_entry_digests(path: str) -> tuple[str, str]:
+    """``(subject, referrer)`` of a :func:`referrer_link` path."""
+    head, _, key = path.rpartition("/")
+    return digest_from_leaf_pair(head), referrer_digest_from_key(key)
+
+
+def digest_from_gc_used(path: str) -> str:
+    """Inverse of :func:`gc_used`."""
+    alg, _, hexpart = path[len(GC_USED) + 1:].split("/")
     return f"{alg}:{hexpart}"

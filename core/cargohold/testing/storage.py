@@ -29,6 +29,7 @@ import pytest
 
 from cargohold.storage.checked import CheckedDriver
 from cargohold.storage.driver import (
+    FileExists,
     FileInfo,
     InvalidOffset,
     InvalidPath,
@@ -546,6 +547,54 @@ class StorageDriverSuite:
         any_store.put_content("/del/a/b/c/file", b"again")  # can be recreated
         assert any_store.get_content("/del/a/b/c/file") == b"again"
         any_store.delete("/del")
+
+    # -- conditional create ---------------------------------------------------------
+
+    def test_create_new_file(self, any_store):
+        any_store.create("/cond/new", b"first")
+        assert any_store.get_content("/cond/new") == b"first"
+        any_store.create("/cond/empty", b"")
+        assert any_store.get_content("/cond/empty") == b""
+        any_store.delete("/cond")
+
+    def test_create_existing_raises_and_keeps_content(self, any_store):
+        any_store.put_content("/cond/taken", b"old")
+        with pytest.raises(FileExists):
+            any_store.create("/cond/taken", b"new")
+        assert any_store.get_content("/cond/taken") == b"old"
+        any_store.delete("/cond/taken")
+        any_store.create("/cond/taken", b"again")  # free again once deleted
+        assert any_store.get_content("/cond/taken") == b"again"
+        any_store.delete("/cond")
+
+    def test_concurrent_creates_have_one_winner(self, store):
+        winners = []
+
+        def create(i: int) -> None:
+            try:
+                store.create("/cond/race", b"holder-%d" % i)
+                winners.append(i)
+            except FileExists:
+                pass
+
+        run_threads(create, 8)
+        assert len(winners) == 1, f"{len(winners)} creators won"
+        assert store.get_content("/cond/race") == b"holder-%d" % winners[0]
+        store.delete("/cond")
+
+    def test_rewrite_moves_modtime_forward(self, store):
+        """The garbage collector reads a file's age from ``modtime``:
+        rewriting it must make it newer (or no older, within the backend's
+        clock resolution of a second)."""
+        store.put_content("/clock/f", b"x")
+        first = store.stat("/clock/f").modtime
+        assert abs(first - time.time()) < 120, "modtime is not a POSIX timestamp near now"
+        time.sleep(1.1)
+        store.put_content("/clock/f", b"x")
+        assert store.stat("/clock/f").modtime > first
+        walked = [i for i in store.walk("/clock") if i.path == "/clock/f"]
+        assert walked and walked[0].modtime == store.stat("/clock/f").modtime
+        store.delete("/clock")
 
     # -- concurrency ----------------------------------------------------------------
 

@@ -16,6 +16,7 @@ from azure.core.exceptions import (
 from azure.storage.blob import BlobBlock, BlobPrefix, ContainerClient
 
 from cargohold.storage.driver import (
+    FileExists,
     FileInfo,
     FileWriter,
     InvalidOffset,
@@ -232,6 +233,17 @@ class AzureDriver(StorageDriver):
 
     def put_content(self, path: str, data: bytes) -> None:
         self.put_block(self.key(path), bytes(data), path)
+
+    def create(self, path: str, data: bytes) -> None:
+        """One Put Blob with ``If-None-Match: *`` (``overwrite=False``): the
+        service refuses it with 409 when the blob exists."""
+        from azure.core.exceptions import ResourceExistsError, ResourceModifiedError
+
+        with translated(path):
+            try:
+                self._blob(self.key(path)).upload_blob(bytes(data), overwrite=False)
+            except (ResourceExistsError, ResourceModifiedError):
+                raise FileExists(path=path) from None
 
     def reader(self, path: str, offset: int = 0) -> BlobReader:
         blob = self._blob(self.key(path))

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from cargohold.testing.services import ServiceProcess, find_tool
+from cargohold_storage_azure import create_driver
 
 # Azurite's well-known development account (public, documented by Microsoft).
 ACCOUNT = "devstoreaccount1"
@@ -47,6 +48,33 @@ class Azurite:
         return f"DefaultEndpointsProtocol=http;AccountName={ACCOUNT};AccountKey={KEY};BlobEndpoint={self.url};"
 
 
+class AzuriteBackend:
+    """One container of the session's Azurite, for registries started with
+    :attr:`env`.  :meth:`stop` and :meth:`start` stop and restart the
+    emulator itself (same port, same data)."""
+
+    def __init__(self, azurite, container: str):
+        self.azurite = azurite
+        self.params = azurite.params(container=container)
+        self.env = {
+            "CARGOHOLD_STORAGE": "azure",
+            "CARGOHOLD_STORAGE_AZURE_ACCOUNTNAME": self.params["accountname"],
+            "CARGOHOLD_STORAGE_AZURE_ACCOUNTKEY": self.params["accountkey"],
+            "CARGOHOLD_STORAGE_AZURE_SERVICEURL": self.params["serviceurl"],
+            "CARGOHOLD_STORAGE_AZURE_CONTAINER": container,
+            "CARGOHOLD_STORAGE_AZURE_ROOTDIRECTORY": "registry",
+        }
+
+    def stop(self) -> None:
+        self.azurite.stop()
+
+    def start(self) -> None:
+        self.azurite.start()
+
+    def make_driver(self):
+        return create_driver(dict(self.params, rootdirectory="registry"))
+
+
 def new_container() -> str:
     return "t" + uuid.uuid4().hex[:20]
 
@@ -59,3 +87,10 @@ def azurite(tmp_path_factory) -> Azurite:
     emulator.start()
     yield emulator
     emulator.process.cleanup()
+
+
+@pytest.fixture(scope="session")
+def azurite_backend(azurite):
+    """``azurite_backend(container=None)``: an :class:`AzuriteBackend` on that
+    container (a new one by default) of the session's Azurite."""
+    return lambda container=None: AzuriteBackend(azurite, container or new_container())

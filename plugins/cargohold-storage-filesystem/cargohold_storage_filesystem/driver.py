@@ -11,6 +11,7 @@ from typing import BinaryIO, Iterator
 
 from cargohold.blocking import offload
 from cargohold.storage.driver import (
+    FileExists,
     FileInfo,
     FileWriter,
     InvalidOffset,
@@ -127,14 +128,16 @@ class FilesystemDriver(StorageDriver):
                 continue
             _fsync_dir(os.path.dirname(directory))
 
-    def _rename_into(self, src: str, dst: str) -> None:
-        """``os.replace(src, dst)``, creating ``dst``'s directory as needed and
+    def _rename_into(self, src: str, dst: str, place=None) -> None:
+        """``place(src, dst)`` (``os.replace``, or ``os.link`` for a create
+        that must not replace), creating ``dst``'s directory as needed and
         retrying when a concurrent delete removes it under us.  Raises
         ``FileNotFoundError`` if ``src`` is gone."""
+        place = place or os.replace  # looked up per call (tests replace it)
         parent = os.path.dirname(dst)
         for _ in range(RETRIES):
             try:
-                os.replace(src, dst)
+                place(src, dst)
                 break
             except FileNotFoundError:
                 if not os.path.lexists(src):
@@ -189,9 +192,14 @@ class FilesystemDriver(StorageDriver):
     # that other requests of the worker keep being served meanwhile.
 
     def put_content(self, path: str, data: bytes) -> None:
-        offload(self._put_content, path, data)
+        offload(self._place, path, data, os.replace)
 
-    def _put_content(self, path: str, data: bytes) -> None:
+    def create(self, path: str, data: bytes) -> None:
+        """A finished temporary file hard-linked into place: ``link`` fails
+        when the name exists, so exactly one concurrent creator wins."""
+        offload(self._place, path, data, os.link)
+
+    def _place(self, path: str, data: bytes, place) -> None:
         tmp, fd = self._mkstemp()
         try:
             try:
@@ -199,15 +207,18 @@ class FilesystemDriver(StorageDriver):
                 os.fsync(fd)
             finally:
                 os.close(fd)
-            self._rename_into(tmp, self.root + path)
+            self._rename_into(tmp, self.root + path, place)
+        except FileExistsError:
+            raise FileExists(path=path) from None
         except BaseException as exc:
-            try:
-                os.unlink(tmp)
-            except OSError:
-                pass
             if isinstance(exc, OSError):
                 raise _error(exc, path) from exc
             raise
+        finally:
+            try:
+                os.unlink(tmp)  # gone after a rename; the spare name after a link
+            except OSError:
+                pass
 
     def reader(self, path: str, offset: int = 0) -> BinaryIO:
         try:

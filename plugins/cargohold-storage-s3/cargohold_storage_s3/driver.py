@@ -8,6 +8,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import BinaryIO, Iterator
 
 from cargohold.storage.driver import (
+    FileExists,
     FileInfo,
     FileWriter,
     InvalidOffset,
@@ -16,7 +17,7 @@ from cargohold.storage.driver import (
     StorageError,
 )
 from cargohold_storage_s3 import parts as parts_module
-from cargohold_storage_s3.client import make_clients, s3_errors
+from cargohold_storage_s3.client import error_code, make_clients, s3_errors
 from cargohold_storage_s3.layout import Keys, Piece, StoredFile, collect, is_hidden, segment_key
 from cargohold_storage_s3.reader import S3Reader
 from cargohold_storage_s3.settings import MAX_PART_SIZE, S3Settings
@@ -29,6 +30,8 @@ DELETE_BATCH = 1000
 #: Buffered (merged) parts of a multipart assembly in flight at once: each
 #: holds up to 5 MiB in memory.
 BUFFERED_PARTS_IN_FLIGHT = 2
+#: Conditional creates tried while S3 reports a conflicting one in flight.
+CREATE_ATTEMPTS = 5
 
 
 class S3Driver(StorageDriver):
@@ -128,6 +131,26 @@ class S3Driver(StorageDriver):
         with s3_errors("PutObject", path):
             self.client.put_object(Bucket=self.settings.bucket, Key=self.keys.key(path), Body=bytes(data),
                                    **self.upload_args)
+
+    def create(self, path: str, data: bytes) -> None:
+        """``PutObject`` with ``If-None-Match: *``: S3 answers 412 when the key
+        exists (409 when a concurrent conditional write is in flight: asked
+        again, it settles into a 412 or a success)."""
+        from botocore.exceptions import ClientError
+
+        for _ in range(CREATE_ATTEMPTS):
+            with s3_errors("PutObject", path):
+                try:
+                    self.client.put_object(Bucket=self.settings.bucket, Key=self.keys.key(path),
+                                           Body=bytes(data), IfNoneMatch="*", **self.upload_args)
+                    return
+                except ClientError as exc:
+                    code = error_code(exc)
+                    if code in ("PreconditionFailed", "412"):
+                        raise FileExists(path=path) from None
+                    if code != "ConditionalRequestConflict":
+                        raise
+        raise StorageError("S3 PutObject kept conflicting with concurrent conditional writes", path=path)
 
     # -- streams ---------------------------------------------------------------------
 

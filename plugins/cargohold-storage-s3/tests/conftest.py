@@ -103,6 +103,12 @@ def moto_server():
         yield server
 
 
+@pytest.fixture
+def bucket_backend(moto_server) -> MotoBackend:
+    """A :class:`MotoBackend` on a bucket of its own, on the session's server."""
+    return MotoBackend(moto_server)
+
+
 @pytest.fixture(scope="session")
 def bucket(moto_server) -> str:
     return moto_server.create_bucket()
