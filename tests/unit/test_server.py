@@ -66,6 +66,10 @@ def make_app():
     def two():  # two small writes: the second waits for an ACK under Nagle
         return Response(iter([b"a", b"b"]), mimetype="text/plain")
 
+    @app.post("/refuse")
+    def refuse():  # answers without reading the body
+        return "too large", 413
+
     @app.get("/big")
     def big():
         n = int(request.args.get("mib", "8"))
@@ -627,3 +631,19 @@ def test_a_client_that_stops_reading_is_cut_off_but_a_slow_one_is_not(start):
     slow.close()
     assert server.get("/v2/")[0] == 200
     assert "Traceback" not in server.log()
+
+
+def test_an_answer_given_before_the_body_was_read_reaches_the_client(raw):
+    # The app answers 413 without reading 8 MiB of body; the server closes
+    # the connection, but only after the client has sent it all and can
+    # read the answer (a plain close would reset the connection).
+    for _ in range(3):
+        conn = raw()
+        body = b"x" * (8 << 20)
+        conn.send(b"POST /refuse HTTP/1.1\r\nContent-Length: %d\r\n\r\n" % len(body) + body)
+        status, headers, text = conn.response()
+        assert status == 413 and text == b"too large" and headers["connection"] == "close"
+        assert conn.closed()
+    # A huge header: the 431 arrives too, although the client was still sending.
+    conn = raw().send(b"GET /echo HTTP/1.1\r\n" + b"X-Big: " + b"a" * (4 << 20) + b"\r\n\r\n")
+    assert conn.response()[0] == 431

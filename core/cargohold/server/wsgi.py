@@ -60,6 +60,10 @@ _VERSIONS = ("HTTP/1.1", "HTTP/1.0")
 _UNPREFIXED = ("CONTENT_TYPE", "CONTENT_LENGTH")  # WSGI: no HTTP_ prefix
 _CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
 _LOG_EVERY = 10.0  # seconds between repeated warnings about limits
+# Closing with request bytes unread: how long to keep reading and dropping
+# them so the client gets the answer before the close (a wait, and in all).
+_LINGER_WAIT = 2.0
+_LINGER_MAX = 5.0
 
 DEFAULT_MAX_CONNECTIONS = 10000
 
@@ -250,6 +254,12 @@ class _Input:
         while line := self.readline():
             yield line
 
+    def unread_over(self, limit: int) -> bool:
+        """Whether more than ``limit`` bytes of the body are left unread (a
+        chunked body or one not yet sent after ``Expect: 100-continue``
+        counts as more)."""
+        return not self.done and (self._chunked or self._left > limit or self._conn.expect_continue)
+
     def discard(self, limit: int) -> bool:
         """Read and drop what is left of the body, up to ``limit`` bytes;
         returns whether the body ended (the connection can carry on)."""
@@ -297,6 +307,7 @@ class _Connection:
         self.expect_continue = False
         self.request_id: str | None = None
         self.client_gone = False
+        self.linger = False  # closing with request bytes unread
         self._queued: int | None = None  # send queue length at the last look
         self.started = 0.0
 
@@ -313,8 +324,10 @@ class _Connection:
                 self._respond()
                 self.requests += 1
                 if self.close_connection or server.draining:
-                    return
+                    break
                 self._reset()
+            if self.linger:
+                self._linger()
         except _Shed:
             return
         except GreenletExit:
@@ -349,6 +362,22 @@ class _Connection:
         finally:
             timer.close()
         return True
+
+    def _linger(self) -> None:
+        """After answering a request whose bytes were not all read: stop
+        sending, then read and drop what the client still sends, for a
+        while, before closing.  Closing with unread data resets the
+        connection, and the client could lose the answer (RFC 9112 9.6).
+        Meanwhile the connection is the first to go at the connection bound."""
+        self.server._enter(self, _IDLE)
+        deadline = time.monotonic() + _LINGER_MAX
+        try:
+            self.sock.shutdown(socket.SHUT_WR)
+            self.sock.settimeout(_LINGER_WAIT)
+            while time.monotonic() < deadline and self.sock.recv(65536):
+                pass
+        except OSError:
+            pass
 
     def _read_request(self) -> bool:
         """Wait for the next request and parse its line and headers; False
@@ -395,6 +424,7 @@ class _Connection:
                      e.message)
             self.sock.settimeout(timeouts.body)
             self.send(error_response(e), quiet=True)
+            self.linger = not isinstance(e, RequestTimeout)
             self.log_request()
             return False
         server._enter(self, _BUSY)
@@ -531,11 +561,13 @@ class _Connection:
                     close()
                 except Exception:
                     log.error("error closing the response of %r", self.requestline, exc_info=True)
-        if not self.close_connection and not self.input.done:
-            # The app did not read the whole body.  Without the 100 Continue
-            # the client may not send it at all; else drop a small rest.
-            if self.expect_continue or not self.input.discard(_DISCARD_MAX):
+        if not self.input.done and not self.client_gone:
+            # The app did not read the whole body.  Drop a small rest and
+            # carry on; else close, lingering so the answer is not lost.
+            if self.close_connection or self.input.unread_over(_DISCARD_MAX) \
+                    or not self.input.discard(_DISCARD_MAX):
                 self.close_connection = True
+                self.linger = True
         self.log_request()
 
     def start_response(self, status: str, headers: list, exc_info=None):
@@ -553,7 +585,8 @@ class _Connection:
     def _send_head(self, data: bytes) -> None:
         """The status line and headers, with ``data`` (the first body chunk)
         behind them when it is small."""
-        close = self.close_connection or self.server.draining
+        # A body too big to drop after the response means closing: say so.
+        close = self.close_connection or self.server.draining or self.input.unread_over(_DISCARD_MAX)
         length = None
         has_date = False
         out = bytearray(b"HTTP/1.1 ")
