@@ -31,7 +31,23 @@ def offload(fn: Callable[..., T], *args) -> T:
         return fn(*args)
     import gevent
 
-    return gevent.get_hub().threadpool.apply(fn, args)
+    # The error comes back as a value: raised inside the pool, gevent would
+    # also print it as an unhandled traceback, and most are expected (a
+    # missing path, a create that lost its race).
+    ok, value = gevent.get_hub().threadpool.apply(_outcome, (fn, args))
+    if ok:
+        return value
+    try:
+        raise value
+    finally:
+        del value
+
+
+def _outcome(fn: Callable[..., T], args: tuple) -> tuple[bool, object]:
+    try:
+        return True, fn(*args)
+    except BaseException as e:  # re-raised by offload() in the caller
+        return False, e
 
 
 def native_lock():

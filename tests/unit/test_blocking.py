@@ -41,3 +41,5 @@ def test_under_gevent_other_greenlets_keep_running_and_errors_propagate():
     ticks, raised = out.stdout.split()
     assert int(ticks) >= 15, "the loop stalled during the blocking call"
     assert raised == "True"
+    # An error the caller handles is not also printed as an unhandled one.
+    assert "Traceback" not in out.stderr and "ValueError" not in out.stderr, out.stderr

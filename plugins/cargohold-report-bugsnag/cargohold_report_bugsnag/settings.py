@@ -22,7 +22,10 @@ class ApiKey:
 
 class Moved:
     """A key that this section no longer has: any value stops start-up with
-    a message saying where it went."""
+    a message saying where it went, never echoing the value (the old
+    ``dsn`` carries a key)."""
+
+    secret = True
 
     def __init__(self, to: str, where: str):
         self.to = to
