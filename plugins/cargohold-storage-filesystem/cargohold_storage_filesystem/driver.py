@@ -123,11 +123,12 @@ class FilesystemDriver(StorageDriver):
                 continue
             _fsync_dir(os.path.dirname(directory))
 
-    def _rename_into(self, src: str, dst: str, place=os.replace) -> None:
-        """``place(src, dst)`` (``os.replace``, or ``os.link`` for a create
-        that must not replace), creating ``dst``'s directory as needed and
-        retrying when a concurrent delete removes it under us.  Raises
+    def _rename_into(self, src: str, dst: str, place=None) -> None:
+        """``place(src, dst)`` (``os.replace`` by default, or ``os.link`` for a
+        create that must not replace), creating ``dst``'s directory as needed
+        and retrying when a concurrent delete removes it under us.  Raises
         ``FileNotFoundError`` if ``src`` is gone."""
+        place = place or os.replace
         parent = os.path.dirname(dst)
         for _ in range(RETRIES):
             try:
