@@ -1,8 +1,8 @@
 """How garbage collection scales with the store: builds synthetic stores of
 N blobs in the registry's layout (images of 1 config + 9 layers in 100
 repositories, each tagged, plus 1% unreferenced blobs), then times
-``cargohold gc`` on each and reports wall time, time per blob and the
-collector process's peak RSS.
+``cargohold gc`` on each and reports wall time, time per blob, the
+collector process's peak RSS and its storage calls.
 
     python contrib/bench/gc_scale.py filesystem 25000 50000 100000
     python contrib/bench/gc_scale.py s3 25000 50000 100000     # starts a moto server
@@ -16,7 +16,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import resource
 import subprocess
 import sys
 import tempfile
@@ -78,14 +77,19 @@ def build_driver(driver, blobs: int) -> None:
         list(pool.map(lambda item: driver.put_content(*item), synthetic(blobs), chunksize=256))
 
 
+# `cargohold gc --json`, then its own peak RSS (KiB) on stderr.
+GC_WITH_RSS = ("import resource, sys; from cargohold.cli import main; rc = main(['gc', '--json']); "
+               "sys.stderr.write('maxrss=%d' % resource.getrusage(resource.RUSAGE_SELF).ru_maxrss); sys.exit(rc)")
+
+
 def run_gc(env: dict) -> tuple[float, int, dict]:
     started = time.monotonic()
-    proc = subprocess.run([sys.executable, "-m", "cargohold", "gc", "--json"], env={**os.environ, **env},
+    proc = subprocess.run([sys.executable, "-c", GC_WITH_RSS], env={**os.environ, **env},
                           capture_output=True, text=True)
     wall = time.monotonic() - started
     if proc.returncode:
         raise SystemExit(proc.stderr)
-    return wall, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss, json.loads(proc.stdout)
+    return wall, int(proc.stderr.rpartition("maxrss=")[2]), json.loads(proc.stdout)
 
 
 def main(argv: list[str]) -> int:
@@ -96,7 +100,6 @@ def main(argv: list[str]) -> int:
         sys.path.insert(0, os.path.join(os.path.dirname(__file__), "../../plugins/cargohold-storage-s3/tests"))
         from conftest import MotoBackend, MotoServer  # the plugin's test helpers
 
-        moto = MotoServer().start()
     print(f"{'blobs':>8} {'build s':>8} {'gc s':>7} {'µs/blob':>8} {'peak RSS MiB':>12} {'calls':>8}  phases")
     try:
         for n in sizes:
@@ -106,11 +109,15 @@ def main(argv: list[str]) -> int:
                 build_filesystem(root, n)
                 env = {**base_env, "CARGOHOLD_STORAGE_FILESYSTEM_ROOTDIRECTORY": root}
             else:
+                if moto is not None:
+                    moto.stop()
+                moto = MotoServer().start()  # a fresh server per size: moto keeps every bucket in memory
                 target = MotoBackend(moto)
                 driver = target.make_driver()
                 build_driver(driver, n)
                 driver.close()
-                env = {**base_env, **target.env}
+                # moto answers 500 now and then under concurrent listing and deleting: retry like S3 clients do.
+                env = {**base_env, **target.env, "CARGOHOLD_STORAGE_S3_MAXRETRIES": "5"}
             built = time.monotonic() - t0
             time.sleep(1.5)
             wall, rss_kib, report = run_gc(env)

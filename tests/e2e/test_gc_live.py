@@ -121,3 +121,36 @@ def test_scheduled_collection_logs_and_metrics(tmp_path):
         assert 'cargohold_gc_runs_total{outcome="completed"}' in text
         assert "cargohold_gc_last_run_duration_seconds" in text
         assert "garbage collection swept" in live.log()
+
+
+def test_progress_bars_on_a_terminal(tmp_path):
+    """On a terminal, ``cargohold gc`` draws one progress bar per phase (on
+    stderr); the report still goes to stdout."""
+    import pty
+
+    env = {"CARGOHOLD_STORAGE_FILESYSTEM_ROOTDIRECTORY": str(tmp_path / "root"), **GRACE_ENV}
+    with LiveRegistry(env=env, root=str(tmp_path / "root")) as live:
+        gone, _ = push_image(live.url, "team/app", "v1", "tty")
+        requests.delete(f"{live.url}/v2/team/app/manifests/{gone}", timeout=30)
+    time.sleep(1.5)
+    controller, terminal = pty.openpty()
+    try:
+        proc = subprocess.run([sys.executable, "-m", "cargohold", "gc"], env={**os.environ, **env},
+                              stdout=subprocess.PIPE, stderr=terminal, stdin=subprocess.DEVNULL, timeout=120)
+        os.close(terminal)
+        drawn = b""
+        while True:
+            try:
+                chunk = os.read(controller, 65536)
+            except OSError:  # the terminal's other end is closed: all read
+                break
+            if not chunk:
+                break
+            drawn += chunk
+    finally:
+        os.close(controller)
+    assert proc.returncode == 0
+    assert proc.stdout.startswith(b"swept 4 blobs")
+    lines = [line.rpartition(b"\r")[2] for line in drawn.splitlines()]
+    for phase in (b"mark", b"scan", b"links", b"blobs"):
+        assert any(line.startswith(phase) and b"[" + b"#" * 30 + b"]" in line for line in lines), drawn

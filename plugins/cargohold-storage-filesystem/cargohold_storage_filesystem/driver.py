@@ -129,9 +129,9 @@ class FilesystemDriver(StorageDriver):
             _fsync_dir(os.path.dirname(directory))
 
     def _rename_into(self, src: str, dst: str, place=None) -> None:
-        """``place(src, dst)`` (``os.replace``, or ``os.link`` for a create
-        that must not replace), creating ``dst``'s directory as needed and
-        retrying when a concurrent delete removes it under us.  Raises
+        """``place(src, dst)`` (``os.replace`` by default, or ``os.link`` for a
+        create that must not replace), creating ``dst``'s directory as needed
+        and retrying when a concurrent delete removes it under us.  Raises
         ``FileNotFoundError`` if ``src`` is gone."""
         place = place or os.replace  # looked up per call (tests replace it)
         parent = os.path.dirname(dst)
