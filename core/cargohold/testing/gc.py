@@ -34,6 +34,7 @@ import subprocess
 import sys
 import threading
 import time
+from pathlib import Path
 from typing import Callable
 
 import requests
@@ -42,6 +43,7 @@ from cargohold.storage import paths
 from cargohold.storage.checked import CheckedDriver
 from cargohold.storage.driver import PathNotFound, StorageDriver
 from cargohold.testing.server import LiveRegistry
+from cargohold.testing.skopeo import Skopeo, find_skopeo
 
 OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
 OCI_CONFIG = "application/vnd.oci.image.config.v1+json"
@@ -77,7 +79,7 @@ class GCSoak:
 
     def __init__(self, env: dict[str, str], make_driver: Callable[[], StorageDriver], workdir,
                  grace: float = 5.0, cycles: int = 20, pushers: int = 3, min_seconds: float = 30.0,
-                 max_seconds: float = 240.0, skopeo=None):
+                 max_seconds: float = 240.0, copies: bool = True):
         self.env = dict(env)
         self.env["CARGOHOLD_STORAGE_MAINTENANCE_GC_GRACE"] = f"{grace:g}s"
         self.env["CARGOHOLD_STORAGE_DELETE_ENABLED"] = "true"
@@ -88,7 +90,7 @@ class GCSoak:
         self.pushers = pushers
         self.min_seconds = min_seconds
         self.max_seconds = max_seconds
-        self.skopeo_factory = skopeo
+        self.copies = copies  # skopeo copies kept images between repositories meanwhile
         self.stop = threading.Event()
         self.lock = threading.Lock()
         self.live: dict[tuple[str, str], Pushed] = {}
@@ -271,8 +273,10 @@ class GCSoak:
             urls = [a.url, b.url]
             threads = [self._guarded(self._pusher, i, urls) for i in range(self.pushers)]
             threads.append(self._guarded(self._deleter, a.url))
-            if self.skopeo_factory is not None:
-                threads.append(self._guarded(self._copier, self.skopeo_factory(b)))
+            if self.copies:
+                home = Path(self.workdir) / "skopeo-home"
+                home.mkdir(exist_ok=True)
+                threads.append(self._guarded(self._copier, Skopeo(find_skopeo(), home, b)))
             started = time.monotonic()
             collector = self._guarded(self._collector, started)
             for t in [*threads, collector]:

@@ -228,8 +228,12 @@ class AzureDriver(StorageDriver):
     # -- the contract ----------------------------------------------------------------
 
     def get_content(self, path: str) -> bytes:
-        with self.reader(path) as reader:
-            return reader.read()
+        """One unconditional Get Blob: small objects (links, tags, upload
+        state) may be replaced at any moment by another registry, and a
+        read pinned to the ETag of a stat made just before would then fail
+        with 412 instead of returning either version."""
+        with translated(path):
+            return self._blob(self.key(path)).download_blob(max_concurrency=1).readall()
 
     def put_content(self, path: str, data: bytes) -> None:
         self.put_block(self.key(path), bytes(data), path)

@@ -1,21 +1,15 @@
 """Online garbage collection on Azure Blob Storage (Azurite): the soak test
-of :mod:`cargohold.testing.gc`, on a container of its own."""
+of :mod:`cargohold.testing.gc`, on a container of its own, with fewer
+collections than the filesystem and S3 runs (Azurite is the slowest store
+here)."""
 
 from __future__ import annotations
 
 from cargohold.testing.gc import GCSoak
-from cargohold.testing.skopeo import Skopeo, find_skopeo
 
 
 def test_gc_soak_azure(azurite_backend, tmp_path):
     backend = azurite_backend()
-    binary = find_skopeo()
-
-    def skopeo(registry) -> Skopeo:
-        home = tmp_path / "skopeo-home"
-        home.mkdir(exist_ok=True)
-        return Skopeo(binary, home, registry)
-
-    soak = GCSoak(backend.env, backend.make_driver, tmp_path, skopeo=skopeo)
+    soak = GCSoak(backend.env, backend.make_driver, tmp_path, cycles=8, min_seconds=20.0, max_seconds=120.0)
     soak.run()
     print(soak.summary)
