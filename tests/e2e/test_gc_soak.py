@@ -4,8 +4,7 @@ cross-repository copies and ``cargohold gc --grace 5s`` in a loop."""
 
 from __future__ import annotations
 
-from cargohold.testing.gc import GCSoak
-from cargohold.testing.skopeo import Skopeo, find_skopeo
+from cargohold.testing.gc import soak
 
 from cargohold_storage_filesystem import FilesystemDriver
 
@@ -13,13 +12,4 @@ from cargohold_storage_filesystem import FilesystemDriver
 def test_gc_soak_filesystem(tmp_path):
     root = tmp_path / "store"
     env = {"CARGOHOLD_STORAGE_FILESYSTEM_ROOTDIRECTORY": str(root)}
-    binary = find_skopeo()
-
-    def skopeo(registry) -> Skopeo:
-        home = tmp_path / "skopeo-home"
-        home.mkdir(exist_ok=True)
-        return Skopeo(binary, home, registry)
-
-    soak = GCSoak(env, lambda: FilesystemDriver(str(root)), tmp_path, skopeo=skopeo)
-    soak.run()
-    print(soak.summary)
+    print(soak(env, lambda: FilesystemDriver(str(root)), tmp_path))

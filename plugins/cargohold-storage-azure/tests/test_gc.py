@@ -3,19 +3,9 @@ of :mod:`cargohold.testing.gc`, on a container of its own."""
 
 from __future__ import annotations
 
-from cargohold.testing.gc import GCSoak
-from cargohold.testing.skopeo import Skopeo, find_skopeo
+from cargohold.testing.gc import soak
 
 
 def test_gc_soak_azure(azurite_backend, tmp_path):
     backend = azurite_backend()
-    binary = find_skopeo()
-
-    def skopeo(registry) -> Skopeo:
-        home = tmp_path / "skopeo-home"
-        home.mkdir(exist_ok=True)
-        return Skopeo(binary, home, registry)
-
-    soak = GCSoak(backend.env, backend.make_driver, tmp_path, skopeo=skopeo)
-    soak.run()
-    print(soak.summary)
+    print(soak(backend.env, backend.make_driver, tmp_path))
