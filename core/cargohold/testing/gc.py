@@ -18,9 +18,10 @@ acknowledged manifest that was not deleted pulls byte-identical, no blob of a
 deleted image survives a final collection unless a kept image names it, and
 the blob store holds exactly the bytes still referenced.
 
-Use it from a test with the ``CARGOHOLD_*`` environment of the backend::
+Use it from a test with the ``CARGOHOLD_*`` environment of the backend (:func:`soak`
+adds skopeo)::
 
-    GCSoak(env, driver_factory, tmp_path).run()
+    soak(env, driver_factory, tmp_path)
 """
 
 from __future__ import annotations
@@ -341,3 +342,11 @@ class GCSoak:
                         "kept_in_use": sum(r["kept_in_use"] for r in self.gc_runs),
                         "gc_seconds_max": max(r["duration"] for r in self.gc_runs),
                         "last_phases": self.gc_runs[-1]["phases"]}
+
+
+def soak(env: dict[str, str], make_driver: Callable[[], StorageDriver], workdir, **options) -> dict:
+    """Run :class:`GCSoak` (with a real skopeo copying images: the test
+    fails when skopeo is missing) and return its summary."""
+    run = GCSoak(env, make_driver, workdir, **options)
+    run.run()
+    return run.summary

@@ -48,6 +48,8 @@ STALE_TMP_SECONDS = 24 * 3600
 # A one-block put loses its staged block when a concurrent writer of the same
 # blob commits first; it stages again.  Bounded only as a safeguard.
 PUT_ATTEMPTS = 20
+#: Reads of a small file while it keeps being replaced under them.
+GET_ATTEMPTS = 5
 # Copies inside one account normally finish at once; a pending one is polled.
 COPY_POLL_SECONDS = (0.05, 1.0)
 COPY_TIMEOUT = 600.0
@@ -228,12 +230,18 @@ class AzureDriver(StorageDriver):
     # -- the contract ----------------------------------------------------------------
 
     def get_content(self, path: str) -> bytes:
-        """One unconditional Get Blob: small objects (links, tags, upload
-        state) may be replaced at any moment by another registry, and a
-        read pinned to the ETag of a stat made just before would then fail
-        with 412 instead of returning either version."""
-        with translated(path):
-            return self._blob(self.key(path)).download_blob(max_concurrency=1).readall()
+        """The whole blob, one version of it: when the blob is replaced
+        between reading its properties and its bytes (the service answers
+        412 to the pinned read), it is read again, so a concurrent
+        ``put_content`` gives the old content or the new, never an error."""
+        for attempt in range(GET_ATTEMPTS):
+            try:
+                with self.reader(path) as reader:
+                    return reader.read()
+            except StorageError as exc:
+                if attempt + 1 == GET_ATTEMPTS or error_code(exc.__cause__) != "ConditionNotMet":
+                    raise
+        raise AssertionError("unreachable")  # pragma: no cover
 
     def put_content(self, path: str, data: bytes) -> None:
         self.put_block(self.key(path), bytes(data), path)

@@ -428,3 +428,25 @@ def test_entry_point_and_hooks():
     schema = plugin.cargohold_config_schema()["storage.azure"]
     assert {"accountname", "accountkey", "container", "realm", "serviceurl", "connectionstring", "sastoken",
             "credentials", "rootdirectory", "redirectexpiry", "blocksize"} <= set(schema)
+
+
+def test_get_content_reads_again_a_blob_replaced_under_it(driver, monkeypatch):
+    """The reader pins the version whose properties it read; a concurrent
+    replacement makes the pinned read fail (412), and get_content, a small
+    whole read, reads the new version instead of failing."""
+    driver.put_content("/replaced", b"old")
+    raw = driver.driver
+    real_reader = raw.reader
+    replaced = []
+
+    def reader(path, offset=0):
+        opened = real_reader(path, offset)
+        if not replaced:
+            replaced.append(path)
+            driver.put_content(path, b"new")  # after the properties, before the bytes
+        return opened
+
+    monkeypatch.setattr(raw, "reader", reader)
+    assert driver.get_content("/replaced") == b"new"
+    assert replaced == ["/replaced"]
+    driver.delete("/replaced")

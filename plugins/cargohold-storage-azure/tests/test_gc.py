@@ -5,11 +5,9 @@ here)."""
 
 from __future__ import annotations
 
-from cargohold.testing.gc import GCSoak
+from cargohold.testing.gc import soak
 
 
 def test_gc_soak_azure(azurite_backend, tmp_path):
     backend = azurite_backend()
-    soak = GCSoak(backend.env, backend.make_driver, tmp_path, cycles=8, min_seconds=20.0, max_seconds=120.0)
-    soak.run()
-    print(soak.summary)
+    print(soak(backend.env, backend.make_driver, tmp_path, cycles=8, min_seconds=20.0, max_seconds=120.0))

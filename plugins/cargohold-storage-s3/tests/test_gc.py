@@ -3,10 +3,8 @@
 
 from __future__ import annotations
 
-from cargohold.testing.gc import GCSoak
+from cargohold.testing.gc import soak
 
 
 def test_gc_soak_s3(bucket_backend, tmp_path):
-    soak = GCSoak(bucket_backend.env, bucket_backend.make_driver, tmp_path)
-    soak.run()
-    print(soak.summary)
+    print(soak(bucket_backend.env, bucket_backend.make_driver, tmp_path))
