@@ -260,13 +260,12 @@ def _make_auth(pm: pluggy.PluginManager, cfg: dict) -> tuple[str, AuthProvider]:
 
 def _warn_unserved(cfg: dict, pm: pluggy.PluginManager) -> None:
     """Say so when configured sections have nothing to act on them, rather
-    than ignoring them silently."""
+    than ignoring them silently: a ``reporting.<name>`` section is served
+    by the plugin that declares its schema."""
+    declared = config_mod.config_schemas(pm.hook.cargohold_config_schema())
     for name in cfg.get("reporting") or {}:
-        if not any(impl.plugin_name == name or impl.plugin_name.endswith("-" + name)
-                   for hook in (pm.hook.cargohold_report_exception, pm.hook.cargohold_wrap_wsgi,
-                                pm.hook.cargohold_request_finished)
-                   for impl in hook.get_hookimpls()):
-            log.warning("reporting.%s is set, but no installed plugin named %r reports anything", name, name)
+        if f"reporting.{name}" not in declared:
+            log.warning("reporting.%s is set, but no installed plugin declares that section", name)
 
 
 def _configure_logging(cfg: dict) -> None:
