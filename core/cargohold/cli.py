@@ -12,6 +12,7 @@ key; no traceback), 3 the app failed to start for another reason.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import sys
 from typing import Any, Sequence
@@ -185,18 +186,24 @@ def _cmd_plugins(args: argparse.Namespace) -> int:
     return 0
 
 
-def _cmd_purge_uploads(args: argparse.Namespace) -> int:
+@contextlib.contextmanager
+def _maintenance_app(config: dict):
+    """The app a maintenance command works through, shut down at the end
+    (which also flushes the events it queued)."""
     from cargohold.app import create_app
 
-    config, _ = load_config(args.config)
-    age = config["storage"]["maintenance"]["uploadpurging"]["age"] if args.age is None else args.age
     app = create_app(config=config, environ={})
     try:
-        purged = app.extensions["cargohold"].registry.uploads.purge(age, dry_run=args.dry_run)
+        yield app
     finally:
-        shutdown = getattr(app, "cargohold_shutdown", None)
-        if callable(shutdown):
-            shutdown()
+        app.cargohold_shutdown()
+
+
+def _cmd_purge_uploads(args: argparse.Namespace) -> int:
+    config, _ = load_config(args.config)
+    age = config["storage"]["maintenance"]["uploadpurging"]["age"] if args.age is None else args.age
+    with _maintenance_app(config) as app:
+        purged = app.extensions["cargohold"].registry.uploads.purge(age, dry_run=args.dry_run)
     for path in purged:
         print(path)
     verb = "would purge" if args.dry_run else "purged"
@@ -205,19 +212,15 @@ def _cmd_purge_uploads(args: argparse.Namespace) -> int:
 
 
 def _cmd_proxy_purge(args: argparse.Namespace) -> int:
-    from cargohold.app import create_app
     from cargohold.proxy import EXTENSION
 
     config, _ = load_config(args.config)
-    app = create_app(config=config, environ={})
-    try:
+    with _maintenance_app(config) as app:
         proxy = app.extensions.get(EXTENSION)
         if proxy is None:
             print("cargohold proxy purge: no pull-through cache is configured (the proxy section)", file=sys.stderr)
             return 2
         removed = proxy.purge(dry_run=args.dry_run)
-    finally:
-        app.cargohold_shutdown()
     for item in removed:
         print(item)
     verb = "would unlink" if args.dry_run else "unlinked"
@@ -228,31 +231,26 @@ def _cmd_proxy_purge(args: argparse.Namespace) -> int:
 def _cmd_gc(args: argparse.Namespace) -> int:
     import json
 
-    from cargohold.app import create_app
     from cargohold.gc import collect
     from cargohold.gc.lease import LeaseError
     from cargohold.storage.driver import StorageError
 
     config, _ = load_config(args.config)
-    app = create_app(config=config, environ={})
     progress = _TerminalProgress(sys.stderr) if sys.stderr.isatty() and not args.json else None
-    try:
-        report = collect(app, grace=args.grace, delete_untagged=args.delete_untagged or None,
-                         dry_run=args.dry_run or None, progress=progress)
-    except ValueError as e:
-        print(f"cargohold: {e}", file=sys.stderr)
-        return 2
-    except LeaseError as e:
-        print(f"cargohold: {e}", file=sys.stderr)
-        return 1
-    except StorageError as e:
-        # Condemned markers left behind are resolved by the next run.
-        print(f"cargohold: garbage collection failed: {e}", file=sys.stderr)
-        return 1
-    finally:
-        shutdown = getattr(app, "cargohold_shutdown", None)
-        if callable(shutdown):
-            shutdown()  # flushes queued delete events
+    with _maintenance_app(config) as app:  # shutdown flushes the queued delete events
+        try:
+            report = collect(app, grace=args.grace, delete_untagged=args.delete_untagged or None,
+                             dry_run=args.dry_run or None, progress=progress)
+        except ValueError as e:
+            print(f"cargohold: {e}", file=sys.stderr)
+            return 2
+        except LeaseError as e:
+            print(f"cargohold: {e}", file=sys.stderr)
+            return 1
+        except StorageError as e:
+            # Condemned markers left behind are resolved by the next run.
+            print(f"cargohold: garbage collection failed: {e}", file=sys.stderr)
+            return 1
     if args.json:
         print(json.dumps(report.as_dict(), indent=2))
         return 0
