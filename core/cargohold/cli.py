@@ -20,9 +20,22 @@ from typing import Any, Sequence
 CONFIG_ENV = "CARGOHOLD_CONFIG"
 
 
+#: The core's commands.  Any other command comes from a plugin
+#: (``cargohold_cli_commands``): plugins are loaded to build the parser only
+#: then.
+CORE_COMMANDS = frozenset({"serve", "config", "plugins", "purge-uploads", "proxy", "gc"})
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit code."""
-    parser = _parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
+    try:
+        parser = _parser(argv if _named_command(argv) not in CORE_COMMANDS else None)
+    except Exception as e:  # a plugin failed to load or to add its command
+        if not _is_user_error(e):
+            raise
+        print(f"cargohold: {e}", file=sys.stderr)
+        return 3
     args = parser.parse_args(argv)
     if args.command is None:
         parser.print_help(sys.stderr)
@@ -57,17 +70,48 @@ def _startup_errors() -> tuple[type[BaseException], ...]:
     return (StartupError,)
 
 
-def _parser() -> argparse.ArgumentParser:
-    from cargohold import __version__
+def _named_command(argv: list[str]) -> str | None:
+    """The command ``argv`` names: its first word that is not an option (the
+    top-level parser has no option taking a value)."""
+    return next((arg for arg in argv if not arg.startswith("-")), None)
 
-    parser = argparse.ArgumentParser(
-        prog="cargohold", description="A container image registry (OCI Distribution, Docker Registry V2).")
-    parser.add_argument("--version", action="version", version=f"cargohold {__version__}")
+
+def _common_options() -> argparse.ArgumentParser:
+    """The options every command takes (a parent parser)."""
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument(
         "-c", "--config", metavar="FILE", default=os.environ.get(CONFIG_ENV) or None,
         help=f"YAML configuration file (default: ${CONFIG_ENV}; without one, defaults "
              "and CARGOHOLD_* environment variables only)")
+    return common
+
+
+def _add_plugin_commands(subparsers: Any, argv: list[str]) -> None:
+    """Let plugins add their commands (``cargohold_cli_commands``), with the
+    plugin manager of the configuration ``argv`` names: plugins it disables
+    add nothing.  A configuration that cannot be read disables nothing here;
+    the command reports it when it loads the configuration."""
+    from cargohold.config import ConfigError, disabled_plugins, read_config
+    from cargohold.plugins import build_plugin_manager, call_startup
+
+    known, _ = _common_options().parse_known_args(argv)
+    try:
+        disabled = disabled_plugins(read_config(known.config))
+    except ConfigError:
+        disabled = []
+    pm = build_plugin_manager(disabled)
+    call_startup(pm, "cargohold_cli_commands", subparsers=subparsers, parents=[_common_options()])
+
+
+def _parser(plugin_argv: list[str] | None = None) -> argparse.ArgumentParser:
+    """The command line's parser; with ``plugin_argv``, plugins' commands too
+    (see :func:`_add_plugin_commands`)."""
+    from cargohold import __version__
+
+    parser = argparse.ArgumentParser(
+        prog="cargohold", description="A container image registry (OCI Distribution, Docker Registry V2).")
+    parser.add_argument("--version", action="version", version=f"cargohold {__version__}")
+    common = _common_options()
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
     p = sub.add_parser("serve", parents=[common], help="run the registry",
@@ -114,6 +158,8 @@ def _parser() -> argparse.ArgumentParser:
                         "storage.maintenance.gc.grace, 1h unless configured)")
     p.add_argument("--json", action="store_true", help="print the report as JSON")
     p.set_defaults(run=_cmd_gc)
+    if plugin_argv is not None:
+        _add_plugin_commands(sub, plugin_argv)
     return parser
 
 
@@ -187,9 +233,11 @@ def _cmd_plugins(args: argparse.Namespace) -> int:
 
 
 @contextlib.contextmanager
-def _maintenance_app(config: dict):
-    """The app a maintenance command works through, shut down at the end
-    (which also flushes the events it queued)."""
+def maintenance_app(config: dict):
+    """The app a maintenance command works through (the core's and plugins'
+    commands alike), built from a configuration :func:`load_config` returned
+    and shut down at the end (which also flushes the events it queued; the
+    registries serving the same storage deliver them)."""
     from cargohold.app import create_app
 
     app = create_app(config=config, environ={})
@@ -202,7 +250,7 @@ def _maintenance_app(config: dict):
 def _cmd_purge_uploads(args: argparse.Namespace) -> int:
     config, _ = load_config(args.config)
     age = config["storage"]["maintenance"]["uploadpurging"]["age"] if args.age is None else args.age
-    with _maintenance_app(config) as app:
+    with maintenance_app(config) as app:
         purged = app.extensions["cargohold"].registry.uploads.purge(age, dry_run=args.dry_run)
     for path in purged:
         print(path)
@@ -215,7 +263,7 @@ def _cmd_proxy_purge(args: argparse.Namespace) -> int:
     from cargohold.proxy import EXTENSION
 
     config, _ = load_config(args.config)
-    with _maintenance_app(config) as app:
+    with maintenance_app(config) as app:
         proxy = app.extensions.get(EXTENSION)
         if proxy is None:
             print("cargohold proxy purge: no pull-through cache is configured (the proxy section)", file=sys.stderr)
@@ -237,7 +285,7 @@ def _cmd_gc(args: argparse.Namespace) -> int:
 
     config, _ = load_config(args.config)
     progress = _TerminalProgress(sys.stderr) if sys.stderr.isatty() and not args.json else None
-    with _maintenance_app(config) as app:  # shutdown flushes the queued delete events
+    with maintenance_app(config) as app:  # shutdown flushes the queued delete events
         try:
             report = collect(app, grace=args.grace, delete_untagged=args.delete_untagged or None,
                              dry_run=args.dry_run or None, progress=progress)

@@ -11,6 +11,7 @@ Hooks are grouped by phase:
   ``cargohold_storage_drivers``, ``cargohold_auth_providers``,
   ``cargohold_notification_sinks``, ``cargohold_blueprints``;
 * lifecycle: ``cargohold_startup``, ``cargohold_shutdown``;
+* command line: ``cargohold_cli_commands``;
 * policy (inside requests): ``cargohold_before_manifest_put``;
 * events: ``cargohold_registry_event``;
 * reporting: ``cargohold_wrap_wsgi``, ``cargohold_report_exception``,
@@ -34,6 +35,8 @@ from typing import TYPE_CHECKING, Any, Callable
 from cargohold import hookspec
 
 if TYPE_CHECKING:
+    import argparse
+
     from flask import Blueprint, Flask, Request, Response
 
     from cargohold.auth import AuthProvider
@@ -120,6 +123,34 @@ def cargohold_startup(app: "Flask") -> None:
 def cargohold_shutdown(app: "Flask") -> None:
     """Called when the server stops, after in-flight requests drained.
     Exceptions are logged and do not stop the other implementations."""
+
+
+# -- command line ------------------------------------------------------------
+
+
+@hookspec
+def cargohold_cli_commands(subparsers: "argparse._SubParsersAction",
+                           parents: "list[argparse.ArgumentParser]") -> None:
+    """Add subcommands to the ``cargohold`` command line.
+
+    ``subparsers`` is the ``cargohold`` parser's subparsers object: add a
+    command with ``subparsers.add_parser(name, parents=parents, help=...)``
+    (``parents`` holds the options every command shares: ``-c/--config``,
+    defaulting to ``$CARGOHOLD_CONFIG``) and give it
+    ``set_defaults(run=function)``.  ``function(args)`` receives the parsed
+    ``argparse.Namespace`` and returns the exit code.  It reads the
+    configuration with :func:`cargohold.cli.load_config` and works on the
+    registry through :func:`cargohold.cli.maintenance_app`; a
+    :class:`cargohold.config.ConfigError` it raises exits with status 2 and
+    its message, as for the core's commands.
+
+    Called only when the command line names no core command (``serve``,
+    ``gc``, ...): the core's commands never load plugins to build their
+    parser, so ``serve`` still patches with gevent before any plugin is
+    imported.  Plugins disabled by ``plugins.disabled`` in the configuration
+    file given (or ``$CARGOHOLD_CONFIG``) add no commands.  A name the core
+    or another plugin already uses fails with the plugin's name (exit 3).
+    """
 
 
 # -- policy ------------------------------------------------------------------

@@ -158,3 +158,79 @@ def test_serve_runs_the_real_app_and_stops_on_sigterm(tmp_path):
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
+
+
+# -- plugin commands (cargohold_cli_commands) -------------------------------------------
+
+HELLO_PLUGIN = '''
+import os
+from cargohold import hookimpl
+
+open(os.environ["HELLO_MARKER"], "a").write("imported\\n")
+
+
+def run(args):
+    from cargohold.cli import load_config
+
+    config, _ = load_config(args.config)
+    print(f"hello {args.name} from {config['storage']['filesystem']['rootdirectory']}")
+    return 7
+
+
+@hookimpl
+def cargohold_cli_commands(subparsers, parents):
+    p = subparsers.add_parser("hello", parents=parents, help="greet someone")
+    p.add_argument("name")
+    p.set_defaults(run=run)
+'''
+
+
+def run_with_plugins(tmp_path, plugins: dict, *args: str, env: dict | None = None) -> subprocess.CompletedProcess:
+    from cargohold.testing.server import install_plugins
+
+    directory = install_plugins(str(tmp_path / "plugins"), plugins)
+    return run(*args, env={"PYTHONPATH": directory, "HELLO_MARKER": str(tmp_path / "marker"), **(env or {})})
+
+
+def test_plugin_adds_a_command(tmp_path):
+    config = tmp_path / "config.yml"
+    config.write_text(yaml.safe_dump({"storage": {"filesystem": {"rootdirectory": "/srv/reg"}}}))
+    proc = run_with_plugins(tmp_path, {"hello": HELLO_PLUGIN}, "hello", "--config", str(config), "world")
+    assert proc.returncode == 7, proc.stderr
+    assert proc.stdout == "hello world from /srv/reg\n"
+
+    listed = run_with_plugins(tmp_path, {"hello": HELLO_PLUGIN}, "--help")
+    assert listed.returncode == 0
+    assert re.search(r"hello\s+greet someone", listed.stdout)
+
+
+def test_plugin_command_config_errors_exit_2(tmp_path):
+    config = tmp_path / "config.yml"
+    config.write_text("http:\n  adress: x\n")
+    proc = run_with_plugins(tmp_path, {"hello": HELLO_PLUGIN}, "hello", "-c", str(config), "world")
+    assert proc.returncode == 2
+    assert "cargohold: config: unknown key 'http.adress'" in proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
+def test_disabled_plugin_adds_no_command(tmp_path):
+    config = tmp_path / "config.yml"
+    config.write_text(yaml.safe_dump({"plugins": {"disabled": ["hello"]}}))
+    proc = run_with_plugins(tmp_path, {"hello": HELLO_PLUGIN}, "hello", "world",
+                            env={"CARGOHOLD_CONFIG": str(config)})
+    assert proc.returncode == 2
+    assert "invalid choice: 'hello'" in proc.stderr
+
+
+def test_core_commands_do_not_load_plugins(tmp_path):
+    proc = run_with_plugins(tmp_path, {"hello": HELLO_PLUGIN}, "gc", "--help")
+    assert proc.returncode == 0, proc.stderr
+    assert not (tmp_path / "marker").exists()
+
+
+def test_plugin_command_clashing_with_a_core_command_names_the_plugin(tmp_path):
+    clash = HELLO_PLUGIN.replace('add_parser("hello"', 'add_parser("gc"')
+    proc = run_with_plugins(tmp_path, {"clash": clash}, "--help")
+    assert proc.returncode == 3
+    assert "plugin 'clash' failed in cargohold_cli_commands" in proc.stderr
+    assert "Traceback" not in proc.stderr
