@@ -1,7 +1,10 @@
-"""One garbage collector at a time across every process and host sharing a
-store, through a lease kept in the store itself.
+"""One garbage collector (or one run of another maintenance task) at a time
+across every process and host sharing a store, through a lease kept in the
+store itself.
 
-Leases are numbered files ``/cargohold/gc/lease/<epoch>``.  To take the lease
+Leases are numbered files ``/cargohold/<task>/lease/<epoch>`` (``gc`` for the
+collector; each task has its own, so a retention run does not wait for a
+collection).  To take the lease
 a collector reads the highest epoch: if that lease was renewed less than its
 ``ttl`` ago (by the store's clock) another collector holds it; otherwise it
 creates ``<epoch + 1>`` with the driver's conditional create, which exactly
@@ -48,11 +51,16 @@ def store_now(driver: StorageDriver) -> float:
 
 
 class Lease:
-    """The collector's lease; :meth:`acquire`, then :meth:`release`."""
+    """The lease of one maintenance ``task`` (default the garbage collector's);
+    :meth:`acquire`, then :meth:`release`.  ``activity`` names the task in
+    errors and logs."""
 
-    def __init__(self, driver: StorageDriver, ttl: float = DEFAULT_TTL):
+    def __init__(self, driver: StorageDriver, ttl: float = DEFAULT_TTL, task: str = "gc",
+                 activity: str = "garbage collection"):
         self.driver = driver
         self.ttl = ttl
+        self.task = task
+        self.activity = activity
         self.holder = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self.epoch = 0
         #: The store's clock when the lease was taken.
@@ -64,7 +72,7 @@ class Lease:
 
     def _latest(self) -> tuple[int, str | None]:
         try:
-            entries = self.driver.list(paths.GC_LEASES)
+            entries = self.driver.list(paths.leases(self.task))
         except PathNotFound:
             return 0, None
         if not entries:
@@ -88,17 +96,17 @@ class Lease:
             if held is not None:
                 age = store_now(self.driver) - info.modtime
                 if age < float(held.get("ttl", self.ttl)):
-                    raise LeaseError(f"another garbage collection is running ({held.get('holder')}, "
+                    raise LeaseError(f"another {self.activity} is running ({held.get('holder')}, "
                                      f"lease renewed {max(age, 0):.0f}s ago)")
         self.epoch = epoch + 1
-        path = paths.gc_lease(self.epoch)
+        path = paths.lease(self.task, self.epoch)
         try:
             self.driver.create(path, self._content())
         except FileExists:
-            raise LeaseError("another garbage collection took the lease at the same moment") from None
+            raise LeaseError(f"another {self.activity} took the lease at the same moment") from None
         except Unsupported:
             raise LeaseError(f"the {self.driver.name} storage driver cannot create files conditionally, "
-                             "which the garbage collector's lease needs") from None
+                             f"which the lease of {self.activity} needs") from None
         self._renewed = time.monotonic()
         self.started = self.driver.stat(path).modtime
         for epoch_path in self._older(path):
@@ -106,12 +114,12 @@ class Lease:
                 self.driver.delete(epoch_path)
             except PathNotFound:
                 pass
-        self._thread = threading.Thread(target=self._renew_loop, name="gc-lease", daemon=True)
+        self._thread = threading.Thread(target=self._renew_loop, name=f"{self.task}-lease", daemon=True)
         self._thread.start()
 
     def _older(self, mine: str) -> list[str]:
         try:
-            return [p for p in self.driver.list(paths.GC_LEASES) if p < mine]
+            return [p for p in self.driver.list(paths.leases(self.task)) if p < mine]
         except PathNotFound:
             return []
 
@@ -122,7 +130,7 @@ class Lease:
         if epoch > self.epoch:
             self._lost = f"lease taken over by epoch {epoch}"
             return
-        self.driver.put_content(paths.gc_lease(self.epoch), self._content())
+        self.driver.put_content(paths.lease(self.task, self.epoch), self._content())
         self._renewed = time.monotonic()
 
     def _renew_loop(self) -> None:
@@ -130,7 +138,7 @@ class Lease:
             try:
                 self.renew()
             except Exception as e:  # the store is down: valid() runs out
-                log.warning("garbage collection: could not renew the lease: %s", e)
+                log.warning("%s: could not renew the lease: %s", self.activity, e)
             if self._lost:
                 return
 
@@ -142,7 +150,7 @@ class Lease:
     def check(self) -> None:
         """Raise :class:`LeaseError` unless :meth:`valid`."""
         if not self.valid():
-            raise LeaseError(f"garbage collection stopped: {self._lost or 'the lease could not be renewed in time'}")
+            raise LeaseError(f"{self.activity} stopped: {self._lost or 'the lease could not be renewed in time'}")
 
     def release(self) -> None:
         self._stop.set()
@@ -150,6 +158,6 @@ class Lease:
             self._thread.join(5)
         if self._lost is None and self.epoch:
             try:
-                self.driver.delete(paths.gc_lease(self.epoch))
+                self.driver.delete(paths.lease(self.task, self.epoch))
             except PathNotFound:
                 pass

@@ -28,6 +28,11 @@ reads), cargohold keeps what its online garbage collector needs
     ├── lease/<epoch>                           the one collector running
     └── clock/<id>                              probes of the store's clock
 
+and, for any other maintenance task that must run once at a time (say
+retention), a lease of its own (:mod:`cargohold.gc.lease`)::
+
+    /cargohold/<task>/lease/<epoch>
+
 A ``link`` file holds a digest string.  Repository names never contain a
 component starting with ``_`` (the name grammar forbids it), so the
 underscore directories cannot collide with a nested repository.
@@ -36,7 +41,8 @@ underscore directories cannot collide with a nested repository.
 from __future__ import annotations
 
 ROOT = "/v2"
-GC = "/cargohold/gc"
+MAINTENANCE = "/cargohold"
+GC = f"{MAINTENANCE}/gc"
 GC_USED = f"{GC}/used"
 GC_CONDEMNED = f"{GC}/condemned"
 GC_LEASES = f"{GC}/lease"
@@ -194,7 +200,16 @@ def gc_condemned(digest: str) -> str:
 
 
 def gc_lease(epoch: int) -> str:
-    return f"{GC_LEASES}/{epoch:012d}"
+    return lease("gc", epoch)
+
+
+def leases(task: str) -> str:
+    """The leases of a maintenance task (``gc``: :data:`GC_LEASES`)."""
+    return f"{MAINTENANCE}/{task}/lease"
+
+
+def lease(task: str, epoch: int) -> str:
+    return f"{leases(task)}/{epoch:012d}"
 
 
 def gc_clock(probe: str) -> str:
