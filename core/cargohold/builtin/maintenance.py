@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 
-from cargohold import hookimpl
+from cargohold import hookimpl, schedule
 
 log = logging.getLogger(__name__)
 
@@ -18,30 +18,23 @@ log = logging.getLogger(__name__)
 def cargohold_startup(app):
     maintenance = app.config["CARGOHOLD"]["storage"]["maintenance"]
     settings = maintenance["uploadpurging"]
-    try:
-        from gevent import monkey, spawn_later
-    except ImportError:  # pragma: no cover - gevent is a dependency
-        return
-    if not monkey.is_module_patched("socket"):
+    spawn_later = schedule.server_spawn_later()
+    if spawn_later is None:
         return  # not under `cargohold serve` (e.g. a test client): nothing to schedule on
     if maintenance["gc"]["enabled"]:
-        from cargohold.gc import schedule
+        from cargohold.gc import schedule as gc_schedule
 
-        schedule.start(app, spawn_later)
+        gc_schedule.start(app, spawn_later)
     if not settings["enabled"]:
         return
 
     state = app.extensions["cargohold"]
 
-    def run():
-        try:
-            if state.config["storage"]["maintenance"]["readonly"]["enabled"]:
-                log.info("upload purging skipped: the registry is in read-only mode")
-            else:
-                state.registry.uploads.purge(settings["age"], dry_run=settings["dryrun"])
-        except Exception:
-            log.exception("upload purging failed")
-        spawn_later(settings["interval"], run)
+    def purge_uploads():
+        if state.config["storage"]["maintenance"]["readonly"]["enabled"]:
+            log.info("upload purging skipped: the registry is in read-only mode")
+        else:
+            state.registry.uploads.purge(settings["age"], dry_run=settings["dryrun"])
 
     # A first pass soon after start, then every interval.
-    spawn_later(min(60.0, settings["interval"]), run)
+    schedule.every(settings["interval"], purge_uploads, spawn_later, first=min(60.0, settings["interval"]))

@@ -12,7 +12,6 @@ Each run is logged and recorded in ``/metrics``.
 from __future__ import annotations
 
 import logging
-import random
 import time
 
 log = logging.getLogger("cargohold.gc")
@@ -48,12 +47,6 @@ def run_once(app) -> dict | None:
 def start(app, spawn_later) -> None:
     """Schedule :func:`run_once` every ``storage.maintenance.gc.interval``
     with ``spawn_later(seconds, fn)`` (gevent's, under ``cargohold serve``)."""
-    interval = app.config["CARGOHOLD"]["storage"]["maintenance"]["gc"]["interval"]
+    from cargohold.schedule import every
 
-    def run() -> None:
-        try:
-            run_once(app)
-        finally:
-            spawn_later(interval, run)
-
-    spawn_later(interval + random.uniform(0, min(60.0, interval / 10)), run)
+    every(app.config["CARGOHOLD"]["storage"]["maintenance"]["gc"]["interval"], lambda: run_once(app), spawn_later)
