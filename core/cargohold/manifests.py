@@ -9,7 +9,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import re
-from typing import Any
+from typing import Any, Callable, Iterable, Iterator, Mapping
 
 from cargohold.errors import ManifestInvalid
 from cargohold.reference import check_digest, digest_bytes
@@ -206,3 +206,52 @@ def _descriptor(obj: Any, where: str) -> Descriptor:
         raise ManifestInvalid(f"{where}: urls must be a list")
     ann = obj.get("annotations")
     return Descriptor(mt, digest, size, tuple(urls), obj.get("artifactType"), ann if isinstance(ann, dict) else None)
+
+
+def stored_references(raw: bytes) -> tuple[list[str], list[str], str | None]:
+    """``(blobs, child manifests, subject)`` named by a stored manifest of any
+    kind (OCI, Docker schema 2, schema 1, artifact); empty when unreadable."""
+    try:
+        data = json.loads(raw)
+    except ValueError:
+        return [], [], None
+    if not isinstance(data, dict):
+        return [], [], None
+
+    def digests(items, key="digest") -> list[str]:
+        if not isinstance(items, list):
+            return []
+        return [d[key] for d in items if isinstance(d, dict) and isinstance(d.get(key), str)]
+
+    blobs = digests(data.get("layers")) + digests(data.get("blobs")) + digests(data.get("fsLayers"), "blobSum")
+    config = data.get("config")
+    if isinstance(config, dict) and isinstance(config.get("digest"), str):
+        blobs.append(config["digest"])
+    subject = data.get("subject")
+    subject_digest = subject.get("digest") if isinstance(subject, dict) else None
+    return blobs, digests(data.get("manifests")), subject_digest if isinstance(subject_digest, str) else None
+
+
+def manifest_closure(roots: Iterable[str], read: Callable[[str], bytes | None],
+                     by_subject: Mapping[str, Iterable[str]]) -> Iterator[tuple[str, tuple | None]]:
+    """Every manifest ``roots`` reach, once each: the roots, the children an
+    index names (recursively) and, through ``by_subject`` (subject digest ->
+    referrer digests), the referrers of each.  Yields ``(digest,
+    references)``: :func:`stored_references` of the bytes ``read(digest)``
+    returns, or ``None`` when it returns ``None`` (not stored).  What the
+    garbage collector keeps, and what retention counts as tagged."""
+    seen: set[str] = set()
+    queue = list(roots)
+    while queue:
+        digest = queue.pop()
+        if digest in seen:
+            continue
+        seen.add(digest)
+        raw = read(digest)
+        if raw is None:
+            yield digest, None
+            continue
+        references = stored_references(raw)
+        yield digest, references
+        queue += references[1]
+        queue += by_subject.get(digest, ())

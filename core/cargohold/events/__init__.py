@@ -85,16 +85,17 @@ def emit(action: str, repository: str, digest: str | None = None, media_type: st
 
 
 def emit_from(pm, action: str, repository: str, digest: str | None = None, agent: str = "cargohold",
-              media_type: str | None = None, size: int | None = None) -> None:
-    """Build an event that no request caused (the garbage collector's
-    deletes) and pass it to the ``cargohold_registry_event`` listeners of
-    ``pm``.  Request fields are empty but for the user agent, ``agent``; the
-    source is this host."""
+              media_type: str | None = None, size: int | None = None, tag: str | None = None) -> None:
+    """Build an event that no request caused (the garbage collector's and
+    retention's deletes) and pass it to the ``cargohold_registry_event``
+    listeners of ``pm``.  As with :func:`emit`, a manifest delete carries
+    the digest, a tag delete only the tag.  Request fields are empty but for
+    the user agent, ``agent``; the source is this host."""
     if not pm.hook.cargohold_registry_event.get_hookimpls():
         return
     host = socket.gethostname()
     event = fields_to_event((
-        new_event_id(), time_ns(), action, repository, digest, media_type, size, None, None, None,
+        new_event_id(), time_ns(), action, repository, digest, media_type, size, tag, None, None,
         new_event_id(), "", host, "", agent, None, host, _INSTANCE_ID,
     ))
     call_each(pm, "cargohold_registry_event", event=event)

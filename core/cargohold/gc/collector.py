@@ -52,6 +52,7 @@ from typing import Callable, Iterable, Iterator
 
 from cargohold.gc.lease import Lease, LeaseError
 from cargohold.gc.usage import STALE_CONDEMNED
+from cargohold.manifests import manifest_closure
 from cargohold.registry.catalog import repositories
 from cargohold.registry.uploads import Uploads
 from cargohold.registry.blobs import BlobStore
@@ -127,30 +128,6 @@ class _Candidate:
     #: (repository, digest) for the delete events.
     events: list = dataclasses.field(default_factory=list)
     is_manifest: bool = False
-
-
-def manifest_references(raw: bytes) -> tuple[list[str], list[str], str | None]:
-    """``(blobs, child manifests, subject)`` named by a stored manifest of any
-    kind (OCI, Docker schema 2, schema 1, artifact); empty when unreadable."""
-    try:
-        data = json.loads(raw)
-    except ValueError:
-        return [], [], None
-    if not isinstance(data, dict):
-        return [], [], None
-
-    def digests(items, key="digest") -> list[str]:
-        if not isinstance(items, list):
-            return []
-        return [d[key] for d in items if isinstance(d, dict) and isinstance(d.get(key), str)]
-
-    blobs = digests(data.get("layers")) + digests(data.get("blobs")) + digests(data.get("fsLayers"), "blobSum")
-    config = data.get("config")
-    if isinstance(config, dict) and isinstance(config.get("digest"), str):
-        blobs.append(config["digest"])
-    subject = data.get("subject")
-    subject_digest = subject.get("digest") if isinstance(subject, dict) else None
-    return blobs, digests(data.get("manifests")), subject_digest if isinstance(subject_digest, str) else None
 
 
 def _walk_files(driver: StorageDriver, path: str) -> Iterator:
@@ -475,24 +452,21 @@ class Collector:
         reached and how many of them could be read."""
         kept: set[str] = set()
         manifests = 0
-        queue = list(roots)
-        while queue:
-            digest = queue.pop()
-            if digest in kept:
-                continue
+        for digest, references in manifest_closure(roots, self._read_manifest, by_subject):
             kept.add(digest)
             self._mark_digest(digest)
-            try:
-                raw = self.driver.get_content(paths.blob_data(digest))
-            except PathNotFound:
+            if references is None:
                 continue
             manifests += 1
-            blobs, children, _ = manifest_references(raw)
-            for blob in blobs:
+            for blob in references[0]:
                 self._mark_digest(blob)
-            queue += children
-            queue += by_subject.get(digest, ())
         return kept, manifests
+
+    def _read_manifest(self, digest: str) -> bytes | None:
+        try:
+            return self.driver.get_content(paths.blob_data(digest))
+        except PathNotFound:
+            return None
 
     def _mark_closure(self, digest: str) -> None:
         """Mark what a manifest kept after all (a request relied on it during

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 from cargohold.errors import ManifestBlobUnknown, ManifestUnknown, NameUnknown
 from cargohold.lru import SizedLRU
-from cargohold.manifests import Manifest, media_type_of, parse
+from cargohold.manifests import Manifest, manifest_closure, media_type_of, parse
 from cargohold.registry.blobs import BlobStore
 from cargohold.storage import paths
 from cargohold.storage.driver import PathNotFound, StorageDriver
@@ -19,6 +20,18 @@ DEFAULT_CACHE_BYTES = 64 << 20
 #: type, dict slot), counted against the bound so that small manifests
 #: cannot make it hold much more than it says.
 ENTRY_OVERHEAD = 512
+
+
+@dataclasses.dataclass(frozen=True)
+class TagRecord:
+    """A tag of a repository: the manifest it names, and when it was last
+    pushed, as the store's modtime of the tag's link (every push of the tag
+    rewrites it; the reference registry writes the same file, so a store it
+    served keeps its tags' times)."""
+
+    tag: str
+    digest: str
+    pushed: float
 
 
 class Manifests:
@@ -154,6 +167,52 @@ class Manifests:
             if self.repository_exists(name):
                 return []
             raise NameUnknown(detail={"name": name})
+
+    def tag_records(self, name: str) -> list[TagRecord]:
+        """Every tag of ``name`` with its manifest and push time, in lexical
+        order of the tags (a tag deleted while listing is left out);
+        NAME_UNKNOWN if the repository does not exist."""
+        records = []
+        for tag in self.tags(name):
+            link = paths.tag_link(name, tag)
+            try:
+                records.append(TagRecord(tag, self.driver.get_content(link).decode(), self.driver.stat(link).modtime))
+            except PathNotFound:
+                continue
+        return records
+
+    def revisions(self, name: str) -> dict[str, float]:
+        """Every manifest of ``name``: digest -> when it was pushed into the
+        repository (the store's modtime of its revision link)."""
+        out = {}
+        try:
+            for info in self.driver.walk(paths.manifest_revisions(name)):
+                digest = None if info.is_dir else paths.digest_from_link(info.path)
+                if digest is not None:
+                    out[digest] = info.modtime
+        except PathNotFound:
+            pass
+        return out
+
+    def reachable(self, name: str, roots: list[str]) -> set[str]:
+        """The manifests ``roots`` (digests) reach in ``name``: themselves,
+        the children of an index (recursively) and the referrers of each, as
+        the garbage collector keeps them (:func:`manifest_closure`)."""
+        by_subject: dict[str, list[str]] = {}
+        try:
+            for info in self.driver.walk(paths.referrers(name)):
+                if not info.is_dir:
+                    subject, referrer = paths.referrer_entry_digests(info.path)
+                    by_subject.setdefault(subject, []).append(referrer)
+        except PathNotFound:
+            pass
+        return {digest for digest, _ in manifest_closure(roots, self._stored, by_subject)}
+
+    def _stored(self, digest: str) -> bytes | None:
+        try:
+            return self.content(digest)[1]
+        except (ManifestUnknown, ValueError):  # not stored, or not a manifest
+            return None
 
     def delete_tag(self, name: str, tag: str) -> None:
         try:
