@@ -29,9 +29,12 @@ reads), cargohold keeps what its online garbage collector needs
     └── clock/<id>                              probes of the store's clock
 
 and, for any other maintenance task that must run once at a time (say
-retention), a lease of its own (:mod:`cargohold.gc.lease`)::
+retention), a lease of its own (:mod:`cargohold.gc.lease`) and the time of
+its last completed run (the file's modtime; scheduled runs in several
+workers use it to run once per interval)::
 
     /cargohold/<task>/lease/<epoch>
+    /cargohold/<task>/lastrun
 
 A ``link`` file holds a digest string.  Repository names never contain a
 component starting with ``_`` (the name grammar forbids it), so the
@@ -210,6 +213,10 @@ def leases(task: str) -> str:
 
 def lease(task: str, epoch: int) -> str:
     return f"{leases(task)}/{epoch:012d}"
+
+
+def last_run(task: str) -> str:
+    return f"{MAINTENANCE}/{task}/lastrun"
 
 
 def gc_clock(probe: str) -> str:

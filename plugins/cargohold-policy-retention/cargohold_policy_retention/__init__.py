@@ -43,13 +43,19 @@ def cargohold_startup(app):
         runner.check_deletes_allowed(config, "retention.schedule")
     spawn_later = schedule.server_spawn_later()
     if spawn_later is not None:
-        schedule.every(chosen.schedule, lambda: run_scheduled(app), spawn_later)
+        schedule.every(chosen.schedule, lambda: run_scheduled(app, chosen.schedule), spawn_later)
 
 
-def run_scheduled(app) -> runner.Report | None:
+#: A scheduled run is skipped when another completed within this part of
+#: the interval (every worker schedules runs; one of them does the work).
+SKIP_WITHIN = 0.9
+
+
+def run_scheduled(app, interval: float | None = None) -> runner.Report | None:
     """One scheduled run (in a native thread, so the worker keeps serving):
     its report, or ``None`` when skipped (read-only mode switched on by a
-    reload, or another run holds the lease) or failed (logged)."""
+    reload, another run holds the lease or completed within the last 0.9
+    ``interval``) or failed (logged)."""
     from cargohold.blocking import offload
     from cargohold.gc.lease import LeaseError
 
@@ -57,12 +63,15 @@ def run_scheduled(app) -> runner.Report | None:
         log.info("scheduled retention skipped: the registry is in read-only mode")
         return None
     try:
-        report = offload(runner.run, app)
+        report = offload(runner.run, app, None, interval * SKIP_WITHIN if interval else None)
     except LeaseError as e:
         log.info("scheduled retention skipped: %s", e)
         return None
     except Exception:
         log.exception("scheduled retention failed")
+        return None
+    if report is None:
+        log.debug("scheduled retention skipped: another worker ran it within the interval")
         return None
     log.info("retention %s %d tag(s) and %d untagged manifest(s) in %d repositor(ies) in %.1fs",
              "would delete" if report.dry_run else "deleted", report.tags_deleted, report.manifests_deleted,

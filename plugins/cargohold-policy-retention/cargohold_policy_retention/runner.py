@@ -30,6 +30,8 @@ from cargohold import events
 from cargohold.config import ConfigError
 from cargohold.errors import ManifestUnknown, NameUnknown
 from cargohold.gc.lease import Lease, store_now
+from cargohold.storage import paths
+from cargohold.storage.driver import PathNotFound
 
 from cargohold_policy_retention.rules import Age, Deletion, Rule, applies_to, parse_rules, select_tags, select_untagged
 
@@ -103,9 +105,12 @@ class Report:
                 "skipped": [d.as_dict() for d in self.skipped]}
 
 
-def run(app, dry_run: bool | None = None) -> Report:
+def run(app, dry_run: bool | None = None, unless_within: float | None = None) -> Report | None:
     """Apply ``retention.rules`` to every repository of ``app``'s registry
-    once (``dry_run`` default: ``retention.dryrun``).  Raises
+    once (``dry_run`` default: ``retention.dryrun``).  With
+    ``unless_within`` (seconds), a run that would delete returns ``None``
+    instead when another one completed that recently (by the store's clock):
+    scheduled runs in several workers make one run per interval.  Raises
     :class:`cargohold.gc.lease.LeaseError` when another run holds the lease,
     :class:`ConfigError` for bad rules or, when deleting, deletes that are
     disabled; storage errors propagate."""
@@ -122,14 +127,27 @@ def run(app, dry_run: bool | None = None) -> Report:
         lease.acquire()
     try:
         report.started = lease.started if lease is not None else _store_clock(state.driver)
+        if lease is not None and unless_within and report.started - _last_run(state.driver) < unless_within:
+            return None
         for repository in state.registry.repositories():
             if applies_to(chosen.rules, repository):
                 _repository(state, repository, chosen.rules, report, lease)
+        if lease is not None:
+            lease.check()
+            state.driver.put_content(paths.last_run(LEASE_TASK), b"")
     finally:
         if lease is not None:
             lease.release()
         report.duration = time.monotonic() - began
     return report
+
+
+def _last_run(driver) -> float:
+    """When the last run that deleted completed (the store's clock), or 0."""
+    try:
+        return driver.stat(paths.last_run(LEASE_TASK)).modtime
+    except PathNotFound:
+        return 0.0
 
 
 def _store_clock(driver) -> float:

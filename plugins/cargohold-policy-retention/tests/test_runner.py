@@ -179,6 +179,16 @@ def test_one_run_at_a_time_and_gc_does_not_block_it():
         gc_lease.release()
 
 
+def test_scheduled_runs_in_several_workers_make_one_run_per_interval():
+    app, _ = make_app()
+    assert run_scheduled(app, 3600.0) is not None  # no run completed before
+    put(app, "r", [], "orphan")
+    assert run_scheduled(app, 3600.0) is None  # another worker's run was within the interval
+    assert len(app.extensions["cargohold"].registry.manifests.revisions("r")) == 1
+    time.sleep(0.05)
+    assert len(run_scheduled(app, 0.01).deletions) == 1
+
+
 def test_bad_rules_fail_start_up_naming_the_rule():
     with pytest.raises(ConfigError, match=r"retention.rules\[0\]: a tag rule needs"):
         make_app(rules=[{"repositories": "*", "tags": "*"}])
