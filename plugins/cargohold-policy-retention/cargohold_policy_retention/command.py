@@ -40,11 +40,8 @@ def run_command(args: argparse.Namespace) -> int:
     with maintenance_app(config) as app:  # shutdown flushes the queued delete events
         try:
             report = runner.run(app, dry_run=dry_run)
-        except LeaseError as e:
+        except (LeaseError, StorageError) as e:  # another run holds the lease; the store failed
             print(f"cargohold retention: {e}", file=sys.stderr)
-            return 1
-        except StorageError as e:
-            print(f"cargohold retention: failed: {e}", file=sys.stderr)
             return 1
     if args.json:
         print(json.dumps(report.as_dict(), indent=2))

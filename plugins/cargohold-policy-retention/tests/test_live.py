@@ -46,16 +46,20 @@ def push_tags(skopeo: Skopeo, layout: Path, repository: str, tags: list[str]) ->
     return digests
 
 
+def write_config(path: Path, root: Path, deletes: bool = True, **sections) -> Path:
+    """A configuration file for ``root`` with ``sections`` (retention's by default)."""
+    sections.setdefault("retention", {"rules": RULES})
+    storage = {"filesystem": {"rootdirectory": str(root)}, "delete": {"enabled": deletes}}
+    path.write_text(yaml.safe_dump({"storage": storage, **sections}))
+    return path
+
+
 def test_cli_dry_run_lists_then_deletes_with_events(tmp_path):
     skopeo_binary = find_skopeo()
     root = tmp_path / "root"
-    config = tmp_path / "config.yml"
     with EventReceiver() as receiver:
-        config.write_text(yaml.safe_dump({
-            "storage": {"filesystem": {"rootdirectory": str(root)}, "delete": {"enabled": True}},
-            "notifications": {"endpoints": [{"name": "ci", "url": receiver.url, "backoff": "100ms"}]},
-            "retention": {"rules": RULES},
-        }))
+        endpoint = {"name": "ci", "url": receiver.url, "backoff": "100ms"}
+        config = write_config(tmp_path / "config.yml", root, notifications={"endpoints": [endpoint]})
         with LiveRegistry(config_file=str(config), root=str(root)) as live:
             (tmp_path / "home").mkdir()
             skopeo = Skopeo(skopeo_binary, tmp_path / "home", live)
@@ -124,11 +128,7 @@ def test_cli_dry_run_lists_then_deletes_with_events(tmp_path):
 
 
 def test_cli_refuses_to_delete_when_deletes_are_disabled(tmp_path):
-    config = tmp_path / "config.yml"
-    config.write_text(yaml.safe_dump({
-        "storage": {"filesystem": {"rootdirectory": str(tmp_path / "root")}},
-        "retention": {"rules": RULES},
-    }))
+    config = write_config(tmp_path / "config.yml", tmp_path / "root", deletes=False)
     proc = retention(config)
     assert proc.returncode == 2
     assert "deletes are disabled on this registry (storage.delete.enabled)" in proc.stderr
