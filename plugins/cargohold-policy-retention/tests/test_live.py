@@ -162,3 +162,29 @@ def test_scheduled_runs_delete_in_a_live_server(tmp_path):
         log = Path(live.log_path).read_text(errors="replace")
         assert "retention deleted tag ci/app:build-1 (rules[0]: keep 1 newest of build-* in ci/*)" in log
         assert "scheduled retention failed" not in log and "Traceback" not in log
+
+
+def test_push_times_written_by_the_reference_registry_order_the_tags(tmp_path):
+    """A store the reference registry (distribution) filled: its tag links'
+    modification times are the push times, re-pushes included."""
+    from cargohold.testing.services import ReferenceRegistry
+
+    skopeo_binary = find_skopeo()
+    with ReferenceRegistry() as reference:
+        (tmp_path / "home").mkdir()
+        skopeo = Skopeo(skopeo_binary, tmp_path / "home", reference)
+        pushed = push_tags(skopeo, tmp_path / "layout", "mig/app", ["t1", "t2", "t3"])
+        time.sleep(0.05)
+        writer = LayoutWriter(tmp_path / "again")
+        again = writer.tag("t1", writer.image(layers=1, seed="t1 again"))
+        skopeo.copy(again.ref, skopeo.docker("mig/app", "t1"), "--preserve-digests")  # t1 is newest now
+        config = write_config(tmp_path / "config.yml", Path(reference.cargohold_root),
+                              retention={"rules": [{"repositories": "mig/*", "tags": "t*", "keep": 2}]})
+        dry = retention(config, "--dry-run", "--json")
+        assert dry.returncode == 0, dry.stderr
+        assert [(d["tag"], d["digest"]) for d in json.loads(dry.stdout)["deletions"]] == [("t2", pushed["t2"])]
+        proc = retention(config)
+        assert proc.returncode == 0, proc.stderr
+        # The reference registry serves the store as retention left it.
+        resp = requests.get(f"{reference.url}/v2/mig/app/tags/list", timeout=30)
+        assert sorted(resp.json()["tags"]) == ["t1", "t3"]
