@@ -129,11 +129,11 @@ def cargohold_shutdown(app: "Flask") -> None:
 
 
 @hookspec
-def cargohold_cli_commands(subparsers: "argparse._SubParsersAction",
-                           parents: "list[argparse.ArgumentParser]") -> None:
+def cargohold_cli_commands(subparsers: Any, parents: "list[argparse.ArgumentParser]") -> None:
     """Add subcommands to the ``cargohold`` command line.
 
-    ``subparsers`` is the ``cargohold`` parser's subparsers object: add a
+    ``subparsers`` is what the ``cargohold`` parser's
+    ``ArgumentParser.add_subparsers()`` returned: add a
     command with ``subparsers.add_parser(name, parents=parents, help=...)``
     (``parents`` holds the options every command shares: ``-c/--config``,
     defaulting to ``$CARGOHOLD_CONFIG``) and give it
