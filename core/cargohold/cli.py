@@ -114,6 +114,13 @@ def _parser() -> argparse.ArgumentParser:
                         "storage.maintenance.gc.grace, 1h unless configured)")
     p.add_argument("--json", action="store_true", help="print the report as JSON")
     p.set_defaults(run=_cmd_gc)
+
+    for name, what in (("config-reference", "every configuration key the installed plugins accept"),
+                       ("hook-reference", "every hook a plugin can implement")):
+        p = sub.add_parser(name, help=f"print {what}, as Markdown",
+                           description=f"Print {what} as Markdown (a page of the documentation).")
+        p.add_argument("-o", "--output", metavar="FILE", help="write to FILE instead of standard output")
+        p.set_defaults(run=_cmd_reference, page=name)
     return parser
 
 
@@ -163,6 +170,22 @@ def _cmd_config(args: argparse.Namespace) -> int:
     config, pm = load_config(args.config)
     schemas = config_schemas(pm.hook.cargohold_config_schema())
     sys.stdout.write(yaml.safe_dump(mask_secrets(config, schemas), sort_keys=False, default_flow_style=False))
+    return 0
+
+
+def _cmd_reference(args: argparse.Namespace) -> int:
+    from cargohold import docgen
+    from cargohold.plugins import build_plugin_manager
+
+    if args.page == "config-reference":
+        text = docgen.config_reference(build_plugin_manager())
+    else:
+        text = docgen.hook_reference()
+    if args.output:
+        with open(args.output, "w", encoding="utf-8") as f:
+            f.write(text)
+    else:
+        sys.stdout.write(text)
     return 0
 
 
