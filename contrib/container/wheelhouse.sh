@@ -13,15 +13,27 @@ set -eu
 root=$(cd "$(dirname "$0")/../.." && pwd)
 dest=${1:?usage: wheelhouse.sh DEST [PIP WHEEL OPTIONS...]}
 shift
+PIP_OPTIONS="$*" # options without spaces, split again below
 PLUGINS=${PLUGINS:-"cargohold-storage-s3 cargohold-storage-azure cargohold-auth-htpasswd cargohold-auth-token cargohold-notify-webhook cargohold-report-sentry"}
 PYTHON=${PYTHON:-python3}
-set -- "$root" "$root/plugins/cargohold-storage-filesystem" "$@"
+dirs="core plugins/cargohold-storage-filesystem"
 for plugin in $PLUGINS; do
     [ -f "$root/plugins/$plugin/setup.cfg" ] || { echo "wheelhouse: no plugin $plugin under plugins/" >&2; exit 2; }
-    set -- "$@" "$root/plugins/$plugin"
+    dirs="$dirs plugins/$plugin"
 done
 mkdir -p "$dest"
-# Each wheel is built from a copy of the tree: pip's in-tree builds would
-# leave build/ and *.egg-info behind in the checkout.
-exec "$PYTHON" -m pip wheel --quiet --disable-pip-version-check --no-input \
-    -c "$root/constraints.txt" --wheel-dir "$dest" "$@"
+dest=$(cd "$dest" && pwd)
+# The wheels are built from a copy of the sources: setuptools would leave
+# build/ and *.egg-info behind in the checkout.
+src=$(mktemp -d)
+trap 'rm -rf "$src"' EXIT
+# shellcheck disable=SC2086 # one word per directory
+tar -C "$root" -cf - --exclude=build --exclude='*.egg-info' --exclude=__pycache__ --exclude=tests \
+    setup.cfg pyproject.toml README.md $dirs | tar -C "$src" -xf -
+set -- "$src"
+for dir in $dirs; do
+    [ "$dir" = core ] || set -- "$@" "$src/$dir"
+done
+# shellcheck disable=SC2086
+"$PYTHON" -m pip wheel --quiet --disable-pip-version-check --no-input \
+    -c "$root/constraints.txt" --wheel-dir "$dest" "$@" $PIP_OPTIONS

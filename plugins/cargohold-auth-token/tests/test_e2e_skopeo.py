@@ -34,7 +34,7 @@ def readme_yaml(first_line: str) -> str:
 
 @pytest.fixture(scope="module")
 def registry(tmp_path_factory):
-    """``cargohold serve`` with the README's rules and configuration, its
+    """``cargohold serve`` with the documentation page's rules and configuration, its
     paths and URLs pointed at a temporary directory and a free port."""
     conf = tmp_path_factory.mktemp("token-e2e")
     subprocess.run([sys.executable, "-m", "cargohold_auth_token.keygen", str(conf / "token")], check=True,
