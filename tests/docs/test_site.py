@@ -38,7 +38,10 @@ def test_strict_build_succeeds_offline(tmp_path):
     ``validation``).  The generated pages are in the output."""
     mkdocs = Path(sys.executable).with_name("mkdocs")
     assert mkdocs.exists(), "mkdocs is missing: ./dev test installs it (the test extra of setup.cfg)"
-    env = {**os.environ, "NO_MKDOCS_2_WARNING": "1"}
+    # Any attempt to reach the network goes to a closed port and fails the build.
+    closed = "http://127.0.0.1:9"
+    env = {**os.environ, "NO_MKDOCS_2_WARNING": "1", "HTTP_PROXY": closed, "HTTPS_PROXY": closed,
+           "http_proxy": closed, "https_proxy": closed, "NO_PROXY": "", "no_proxy": ""}
     proc = subprocess.run([str(mkdocs), "build", "--strict", "--site-dir", str(tmp_path / "site")], cwd=ROOT,
                           env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr
@@ -47,6 +50,9 @@ def test_strict_build_succeeds_offline(tmp_path):
     assert "storage.s3.secretkey" in config_page and "CARGOHOLD_HTTP_ADDR" in config_page
     hooks_page = (tmp_path / "site" / "plugins" / "hooks" / "index.html").read_text()
     assert "cargohold_before_manifest_put" in hooks_page
+    # Pages load nothing from elsewhere: no web fonts, scripts or styles off the site.
+    home = (tmp_path / "site" / "index.html").read_text()
+    assert not re.findall(r'<(?:link|script)[^>]+(?:href|src)="https?://', home)
 
 
 def test_strict_build_fails_on_a_broken_anchor(tmp_path):
