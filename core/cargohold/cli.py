@@ -23,7 +23,8 @@ CONFIG_ENV = "CARGOHOLD_CONFIG"
 #: The core's commands.  Any other command comes from a plugin
 #: (``cargohold_cli_commands``): plugins are loaded to build the parser only
 #: then.
-CORE_COMMANDS = frozenset({"serve", "config", "plugins", "purge-uploads", "proxy", "gc"})
+CORE_COMMANDS = frozenset({"serve", "config", "plugins", "purge-uploads", "proxy", "gc",
+                           "config-reference", "hook-reference"})
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -158,6 +159,13 @@ def _parser(plugin_argv: list[str] | None = None) -> argparse.ArgumentParser:
                         "storage.maintenance.gc.grace, 1h unless configured)")
     p.add_argument("--json", action="store_true", help="print the report as JSON")
     p.set_defaults(run=_cmd_gc)
+
+    for name, what in (("config-reference", "every configuration key the installed plugins accept"),
+                       ("hook-reference", "every hook a plugin can implement")):
+        p = sub.add_parser(name, help=f"print {what}, as Markdown",
+                           description=f"Print {what} as Markdown (a page of the documentation).")
+        p.add_argument("-o", "--output", metavar="FILE", help="write to FILE instead of standard output")
+        p.set_defaults(run=_cmd_reference, page=name)
     if plugin_argv is not None:
         _add_plugin_commands(sub, plugin_argv)
     return parser
@@ -209,6 +217,22 @@ def _cmd_config(args: argparse.Namespace) -> int:
     config, pm = load_config(args.config)
     schemas = config_schemas(pm.hook.cargohold_config_schema())
     sys.stdout.write(yaml.safe_dump(mask_secrets(config, schemas), sort_keys=False, default_flow_style=False))
+    return 0
+
+
+def _cmd_reference(args: argparse.Namespace) -> int:
+    from cargohold import docgen
+    from cargohold.plugins import build_plugin_manager
+
+    if args.page == "config-reference":
+        text = docgen.config_reference(build_plugin_manager())
+    else:
+        text = docgen.hook_reference()
+    if args.output:
+        with open(args.output, "w", encoding="utf-8") as f:
+            f.write(text)
+    else:
+        sys.stdout.write(text)
     return 0
 
 

@@ -100,7 +100,9 @@ def cargohold_notification_sinks() -> dict[str, Callable[[dict], Any]]:
     bad or unknown key, and returns an object whose ``send(batch)`` makes one
     delivery attempt of a list of :class:`cargohold.events.Event` and raises
     on failure.  Retries, queueing and backoff belong to the core, not the
-    sink.  Duplicate names fail start-up.
+    sink.  Duplicate names fail start-up.  A factory (or, for a classmethod,
+    its class) may carry a ``schema`` attribute, the schema of the endpoint
+    keys it reads: the configuration reference lists them.
     """
 
 

@@ -1,6 +1,6 @@
 """End to end: skopeo through the full token flow against a ``cargohold
 serve`` process running the token provider and its built-in token server,
-configured with the README's configuration and access rules (keys from the
+configured with its documentation page's configuration and access rules (keys from the
 keygen command, an htpasswd file)."""
 
 from __future__ import annotations
@@ -20,20 +20,21 @@ from cargohold.testing.skopeo import Skopeo, find_skopeo
 
 USERS = {"alice": "alice-pw", "bob": "bob-pw"}
 
-README = Path(__file__).resolve().parent.parent / "README.md"
+# The plugin's documentation page (its README links there).
+DOC_PAGE = Path(__file__).resolve().parents[3] / "docs" / "security" / "token-plugin.md"
 
 
 def readme_yaml(first_line: str) -> str:
-    """The README's YAML block starting with ``first_line``."""
-    blocks = re.findall(r"```yaml\n(.*?)```", README.read_text(), re.S)
+    """The documentation page's YAML block starting with ``first_line``."""
+    blocks = re.findall(r"```yaml\n(.*?)```", DOC_PAGE.read_text(), re.S)
     matching = [b for b in blocks if b.startswith(first_line)]
-    assert len(matching) == 1, f"README.md has no single yaml block starting with {first_line!r}"
+    assert len(matching) == 1, f"{DOC_PAGE.name} has no single yaml block starting with {first_line!r}"
     return matching[0]
 
 
 @pytest.fixture(scope="module")
 def registry(tmp_path_factory):
-    """``cargohold serve`` with the README's rules and configuration, its
+    """``cargohold serve`` with the documentation page's rules and configuration, its
     paths and URLs pointed at a temporary directory and a free port."""
     conf = tmp_path_factory.mktemp("token-e2e")
     subprocess.run([sys.executable, "-m", "cargohold_auth_token.keygen", str(conf / "token")], check=True,

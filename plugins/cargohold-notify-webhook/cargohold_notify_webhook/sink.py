@@ -9,7 +9,7 @@ import ssl
 import urllib.parse
 from typing import Any
 
-from cargohold.config import Duration, OneOf, check_section
+from cargohold.config import Duration, OneOf, Secret, check_section
 from cargohold.events import ENVELOPE_MEDIA_TYPES, Event, envelope
 
 #: The default name of the signature header; its value is
@@ -22,7 +22,7 @@ SCHEMA: dict[str, Any] = {
     "headers": {"*": list},
     "timeout": Duration,
     "envelope": OneOf("v1", "v2"),
-    "signing": {"secret": str, "header": str},
+    "signing": {"secret": Secret, "header": str},
     "tls": {"cafile": str, "insecureskipverify": bool},
 }
 
@@ -60,6 +60,10 @@ class WebhookSink:
         self.secret = secret.encode()
         self.signature_header = signature_header
         self._ssl_context = ssl_context
+
+    #: The endpoint keys :meth:`from_config` reads (listed in the
+    #: configuration reference under ``notifications.endpoints[]``).
+    schema = SCHEMA
 
     @classmethod
     def from_config(cls, params: dict) -> "WebhookSink":
