@@ -21,7 +21,9 @@ In process (fast, no sockets):
 ``cargohold_make_app(config=None, plugins=None)``
     Builds a Flask app (``cargohold.app.create_app``) from ``config`` (default
     ``cargohold_config``) with ``plugins`` (default ``cargohold_plugins``);
-    the environment is not read.  Apps are shut down after the test.
+    the environment is not read; ``app.test_client()`` reads each response
+    whole and closes it, as a server does.  Apps are shut down after the
+    test.
 ``cargohold_app``
     ``cargohold_make_app()``.
 ``cargohold_client``
@@ -126,6 +128,7 @@ def cargohold_make_app(cargohold_config, cargohold_plugins):
     def make(config: dict | None = None, plugins: Iterable[Any] | None = None):
         app = create_app(config=cargohold_config if config is None else config, environ={},
                          plugins=cargohold_plugins if plugins is None else plugins)
+        app.test_client_class = BufferedClient  # app.test_client() reads and closes, as a server does
         apps.append(app)
         return app
 
