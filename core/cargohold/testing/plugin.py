@@ -96,7 +96,8 @@ def live_registry(config: dict | None = None, plugins: dict | None = None, env: 
         with open(path, "w") as f:
             yaml.safe_dump(config, f)
         kwargs["config_file"] = path
-        storage = config.get("storage") if isinstance(config.get("storage"), dict) else {}
+        storage = config.get("storage")
+        storage = {storage: {}} if isinstance(storage, str) else storage if isinstance(storage, dict) else {}
         named = [k for k in storage if k not in STORAGE_RESERVED]
         if named:
             env.setdefault("CARGOHOLD_STORAGE", named[0])
