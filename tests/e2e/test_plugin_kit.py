@@ -117,3 +117,10 @@ def test_the_kits_client_reports_refusals_with_the_spec_error(cargohold_live):
     image = client.push_image("kit/app", "v1", layers=2, layer_size=4096)
     pulled = client.pull_image("kit/app", "v1")
     assert pulled.digest == image.digest and pulled.blobs == image.blobs
+
+
+@pytest.mark.parametrize("page", ["README.md", "docs/plugins/writing-a-plugin.md"])
+def test_the_docs_show_the_example_as_it_is(page):
+    text = (REPO / page).read_text()
+    for source in (EXAMPLE / "cargohold_size_limit.py", EXAMPLE / "tests" / "test_size_limit.py"):
+        assert f"```python\n{source.read_text()}```" in text, f"{page} shows another {source.name}"
