@@ -13,11 +13,10 @@ import copy
 import dataclasses
 import logging
 import os
-import time
-from typing import Any, Mapping
+from typing import Any, Iterable, Mapping
 
 import pluggy
-from flask import Flask, g, request
+from flask import Flask, request
 from werkzeug.exceptions import ClientDisconnected, HTTPException, MethodNotAllowed as WerkzeugMethodNotAllowed
 from werkzeug.middleware.proxy_fix import ProxyFix
 
@@ -54,7 +53,7 @@ class RegistryState:
 
 
 def create_app(config: Mapping[str, Any] | None = None, config_path: str | None = None,
-               environ: Mapping[str, str] | None = None) -> Flask:
+               environ: Mapping[str, str] | None = None, plugins: Iterable[Any] = ()) -> Flask:
     """Build the registry app.
 
     :param config: overrides applied on top of the YAML file (tests pass a
@@ -62,10 +61,12 @@ def create_app(config: Mapping[str, Any] | None = None, config_path: str | None 
     :param config_path: the YAML file; ``None`` for defaults only.
     :param environ: where ``CARGOHOLD_*`` overrides are read (default
         ``os.environ``).
+    :param plugins: plugin objects registered with the installed ones (as
+        :func:`cargohold.plugins.build_plugin_manager` does; tests use it).
     :raises cargohold.config.ConfigError: bad configuration, naming the key.
     :raises StartupError: a plugin, driver or provider problem, naming it.
     """
-    cfg, pm = load_config(config_path, environ, overrides=config)
+    cfg, pm = load_config(config_path, environ, overrides=config, plugins=plugins)
     _configure_logging(cfg)
 
     _warn_unserved(cfg, pm)
@@ -120,7 +121,7 @@ def create_app(config: Mapping[str, Any] | None = None, config_path: str | None 
     prefix = cfg["http"].get("prefix", "").strip("/")
     if prefix:
         app.wsgi_app = PrefixMiddleware(app.wsgi_app, "/" + prefix)
-    app.wsgi_app = MeteredApp(app.wsgi_app, metrics)
+    app.wsgi_app = MeteredApp(app.wsgi_app, metrics, on_finished=_request_finished(app, pm))
 
     # Each wrapper wraps the previous result, in hook call order.
     app.wsgi_app = chain_each(pm, "cargohold_wrap_wsgi", "wsgi_app", app.wsgi_app, app=app)
@@ -217,12 +218,13 @@ class PrefixMiddleware:
 
 
 def load_config(config_path: str | None = None, environ: Mapping[str, str] | None = None,
-                overrides: Mapping[str, Any] | None = None) -> tuple[dict, pluggy.PluginManager]:
+                overrides: Mapping[str, Any] | None = None,
+                plugins: Iterable[Any] = ()) -> tuple[dict, pluggy.PluginManager]:
     """The validated configuration and the plugin manager it was validated
     with: defaults, YAML, ``overrides``, environment; then every plugin's
     ``cargohold_config_schema``."""
     raw = config_mod.read_config(config_path, os.environ if environ is None else environ, overrides=overrides)
-    pm = build_plugin_manager(config_mod.disabled_plugins(raw))
+    pm = build_plugin_manager(config_mod.disabled_plugins(raw), plugins)
     schemas = config_mod.config_schemas(pm.hook.cargohold_config_schema())
     return config_mod.validate(raw, schemas), pm
 
@@ -268,6 +270,25 @@ def _warn_unserved(cfg: dict, pm: pluggy.PluginManager) -> None:
             log.warning("reporting.%s is set, but no installed plugin declares that section", name)
 
 
+#: Where the app leaves a request's ``request_info()`` for ``cargohold_request_finished``.
+INFO_KEY = "cargohold.request_info"
+
+
+def _request_finished(app: Flask, pm: pluggy.PluginManager):
+    """``MeteredApp``'s ``on_finished``: call ``cargohold_request_finished``
+    (in an app context, errors isolated) with the bytes counted both ways."""
+
+    def finished(environ: dict, status: int, seconds: float, bytes_in: int, bytes_out: int) -> None:
+        info = environ.pop(INFO_KEY, None)
+        if info is None:  # no implementation when the request ran, or none got that far
+            return
+        info["bytes_in"], info["bytes_out"] = bytes_in, bytes_out
+        with app.app_context():
+            call_each(pm, "cargohold_request_finished", request_info=info, status=status, duration=seconds)
+
+    return finished
+
+
 def _configure_logging(cfg: dict) -> None:
     level = cfg["log"]["level"].upper()
     level = "WARNING" if level == "WARN" else level
@@ -284,7 +305,6 @@ def _install_handlers(app: Flask, pm: pluggy.PluginManager, cfg: dict) -> None:
 
     @app.after_request
     def _headers(resp):
-        g.status = resp.status_code
         resp.headers.extend(extra_headers)
         return resp
 
@@ -292,7 +312,6 @@ def _install_handlers(app: Flask, pm: pluggy.PluginManager, cfg: dict) -> None:
 
     @app.before_request
     def _start() -> None:
-        g.started = time.monotonic()
         req = request._get_current_object()  # one proxy lookup, not three
         endpoint = req.endpoint
         req.environ[ROUTE_KEY] = endpoint or UNMATCHED
@@ -302,15 +321,12 @@ def _install_handlers(app: Flask, pm: pluggy.PluginManager, cfg: dict) -> None:
 
     @app.teardown_request
     def _finished(exc) -> None:
-        started = g.get("started")
-        if started is None or not finished_hook.get_hookimpls():
-            return
-        status = g.get("status", 500 if exc else 200)
-        call_each(pm, "cargohold_request_finished", request_info=request_info(), status=status,
-                  duration=time.monotonic() - started)
+        # What reporters get about the request, taken while it is current;
+        # cargohold_request_finished runs once the response body is sent.
+        if finished_hook.get_hookimpls():
+            request.environ[INFO_KEY] = request_info()
 
     def render(error: RegistryError):
-        g.status = error.status
         return pm.hook.cargohold_error_response(error=error, request=request)
 
     @app.errorhandler(RegistryError)

@@ -16,6 +16,11 @@ from __future__ import annotations
 
 from cargohold.errors import BlobUploadInvalid, RegistryError, SizeInvalid
 
+#: Where :class:`ClientInputMiddleware` leaves the request's :class:`ClientInput`:
+#: its ``received`` is the one count of body bytes read (metrics and
+#: ``cargohold_request_finished``'s ``bytes_in`` use it).
+BODY_KEY = "cargohold.body"
+
 
 class BodyEndedEarly(OSError):
     """Raised by the server's ``wsgi.input`` when the connection ends before
@@ -36,35 +41,36 @@ class ClientInput:
     ``readlines`` and iteration as the wrapped stream, except that an
     ``OSError`` becomes SIZE_INVALID (the body ended before the declared
     length or the last chunk: the client stopped sending) or
-    BLOB_UPLOAD_INVALID (malformed chunked framing), both 400."""
+    BLOB_UPLOAD_INVALID (malformed chunked framing), both 400.
+    ``received`` counts the body bytes read so far."""
 
-    __slots__ = ("_stream", "_declared", "_received")
+    __slots__ = ("_stream", "_declared", "received")
 
     def __init__(self, stream, declared: int | None):
         self._stream = stream
         self._declared = declared
-        self._received = 0
+        self.received = 0
 
     def _error(self, error: OSError) -> RegistryError:
         reason = str(error)[:200]
         if _is_malformed_framing(error):
             return BlobUploadInvalid("malformed chunked request body",
-                                     detail={"received": self._received, "reason": reason})
+                                     detail={"received": self.received, "reason": reason})
         if self._declared is not None:
             return SizeInvalid(
-                f"the request body ended after {self._received} of the {self._declared} bytes "
+                f"the request body ended after {self.received} of the {self._declared} bytes "
                 "its Content-Length declared: the client stopped sending",
-                detail={"received": self._received, "declared": self._declared},
+                detail={"received": self.received, "declared": self._declared},
             )
         return SizeInvalid("the request body ended before its last chunk: the client stopped sending",
-                           detail={"received": self._received})
+                           detail={"received": self.received})
 
     def _counted(self, method, size: int | None) -> bytes:
         try:
             data = method() if size is None or size < 0 else method(size)
         except OSError as e:
             raise self._error(e) from None
-        self._received += len(data)
+        self.received += len(data)
         return data
 
     def read(self, size: int | None = -1) -> bytes:
@@ -96,7 +102,8 @@ class ClientInput:
 
 class ClientInputMiddleware:
     """Wraps ``wsgi.input`` in :class:`ClientInput` for requests that carry
-    a body (a non-zero ``Content-Length`` or a ``Transfer-Encoding``)."""
+    a body (a non-zero ``Content-Length`` or a ``Transfer-Encoding``), and
+    leaves it in ``environ[BODY_KEY]``."""
 
     def __init__(self, wsgi_app):
         self.wsgi_app = wsgi_app
@@ -110,5 +117,5 @@ class ClientInputMiddleware:
                 declared = None  # the API answers SIZE_INVALID for it
             stream = environ.get("wsgi.input")
             if stream is not None:
-                environ["wsgi.input"] = ClientInput(stream, declared)
+                environ["wsgi.input"] = environ[BODY_KEY] = ClientInput(stream, declared)
         return self.wsgi_app(environ, start_response)

@@ -32,8 +32,8 @@ Environment overrides
 
 Storage drivers and auth providers
     The driver is the one key of ``storage`` other than :data:`STORAGE_RESERVED`;
-    ``auth`` holds at most one provider.  The default ``filesystem`` driver
-    gives way as soon as the file or the environment names another, so a file
+    ``auth`` holds at most one provider.  The default driver
+    (:data:`DEFAULT_STORAGE`) gives way as soon as the file or the environment names another, so a file
     with ``storage: {s3: ...}`` does not also carry ``filesystem``.  A file
     naming one driver while the environment names another is an error:
     ``CARGOHOLD_STORAGE=<name>`` says which one is meant.
@@ -52,7 +52,7 @@ from urllib.parse import SplitResult, urlsplit
 import yaml
 
 __all__ = [
-    "ANY_KEY", "CORE_SCHEMA", "DEFAULTS", "PROXY_UPSTREAM_SCHEMA", "RESERVED_ENV", "STORAGE_RESERVED",
+    "ANY_KEY", "CORE_SCHEMA", "DEFAULT_STORAGE", "DEFAULTS", "PROXY_UPSTREAM_SCHEMA", "RESERVED_ENV", "STORAGE_RESERVED",
     "ConfigError", "Duration", "HttpUrl", "OneOf", "Secret", "Size", "Workers",
     "auth_provider", "check_section", "config_schemas", "disabled_plugins", "is_secret", "mask_secrets", "parse_addr",
     "read_config",
@@ -70,11 +70,20 @@ STORAGE_RESERVED = frozenset({"delete", "redirect", "maintenance", "cache", "tag
 #: In a schema mapping, the type of every key not listed explicitly.
 ANY_KEY = "*"
 
+#: The storage driver a configuration gets when it names none: the reference
+#: registry's default, its filesystem driver under a local directory.  Only a
+#: name and settings: the driver is found by that name through
+#: ``cargohold_storage_drivers`` like any other, and the plugin offering it
+#: (cargohold-storage-filesystem, which this distribution depends on)
+#: declares and validates the section.  A file or environment naming another
+#: driver replaces it.
+DEFAULT_STORAGE: dict[str, Any] = {"filesystem": {"rootdirectory": "./data"}}
+
 DEFAULTS: dict[str, Any] = {
     "version": "0.1",
     "log": {"level": "info", "formatter": "text", "fields": {}, "accesslog": {"disabled": False}},
     "storage": {
-        "filesystem": {"rootdirectory": "./data"},
+        **DEFAULT_STORAGE,
         "delete": {"enabled": False},
         "redirect": {"disable": False},
         "maintenance": {
@@ -778,7 +787,7 @@ def _check_rules(config: Any, problems: list[str]) -> None:
     # Only mappings count: a stray scalar was reported by the type check.
     drivers = [k for k, v in section("storage").items() if k not in STORAGE_RESERVED and isinstance(v, dict)]
     if not drivers:
-        problems.append("storage: no storage driver configured (e.g. storage.filesystem.rootdirectory)")
+        problems.append("storage: no storage driver configured (name one: storage.<driver>, e.g. storage.inmemory)")
     elif len(drivers) > 1:
         problems.append(
             f"storage: more than one storage driver configured ({', '.join(drivers)}); keep exactly one "

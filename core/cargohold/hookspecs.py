@@ -207,10 +207,13 @@ def cargohold_report_exception(error: BaseException, request_info: dict) -> None
 
 @hookspec
 def cargohold_request_finished(request_info: dict, status: int, duration: float) -> None:
-    """A request finished with ``status`` after ``duration`` seconds.
-    ``request_info`` as for ``cargohold_report_exception`` plus ``route``,
-    ``bytes_in`` and ``bytes_out`` where known.  Called per implementation,
-    errors isolated.  Must be cheap."""
+    """A request finished with ``status`` after ``duration`` seconds: called
+    once its response body was sent (the server closed it), in an app
+    context.  ``request_info`` as for ``cargohold_report_exception`` plus
+    ``route``, ``bytes_in`` (request body bytes the registry read) and
+    ``bytes_out`` (response body bytes sent), the same counts as the
+    ``cargohold_http_request_bytes_total``/``..._response_bytes_total``
+    metrics.  Called per implementation, errors isolated.  Must be cheap."""
 
 
 @hookspec(firstresult=True)

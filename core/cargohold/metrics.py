@@ -42,11 +42,12 @@ import tempfile
 import time
 from bisect import bisect_left
 from time import perf_counter
-from typing import Any, Callable, Iterable, Iterator
+from typing import Callable, Iterable, Iterator
 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
 
+from cargohold.client_input import BODY_KEY
 from cargohold.request_context import assign_request_id
 
 log = logging.getLogger("cargohold.metrics")
@@ -413,19 +414,23 @@ class MeteredApp:
     route the app left in ``environ[ROUTE_KEY]``, body bytes both ways, and
     the time until the response body was sent (its iterable closed).  It
     also gives each request its id first thing (logs and reporters use it)
-    and returns it in the ``X-Request-Id`` response header."""
+    and returns it in the ``X-Request-Id`` response header.
 
-    def __init__(self, wsgi_app: Callable, metrics: RegistryMetrics):
+    Bytes in are what the app read of the request body, as counted by the
+    :class:`cargohold.client_input.ClientInput` in ``environ[BODY_KEY]``
+    (the one counter); bytes out are the response body bytes the server
+    took.  ``on_finished(environ, status, seconds, bytes_in, bytes_out)``,
+    if given, runs once the request is recorded."""
+
+    def __init__(self, wsgi_app: Callable, metrics: RegistryMetrics,
+                 on_finished: Callable[[dict, int, float, int, int], None] | None = None):
         self.wsgi_app = wsgi_app
         self.metrics = metrics
+        self.on_finished = on_finished
 
     def __call__(self, environ: dict, start_response: Callable) -> Iterable[bytes]:
         started = perf_counter()
         request_id = assign_request_id(environ)
-        if environ.get("CONTENT_LENGTH", "0") in ("0", "") and "HTTP_TRANSFER_ENCODING" not in environ:
-            body = _NO_BODY  # most requests: nothing to count
-        else:
-            body = environ["wsgi.input"] = _CountingInput(environ.get("wsgi.input"))
         status = [500]
 
         def metered_start_response(status_line, headers, exc_info=None):
@@ -436,77 +441,36 @@ class MeteredApp:
         try:
             result = self.wsgi_app(environ, metered_start_response)
         except BaseException:
-            self.metrics.request(environ.get(ROUTE_KEY, UNMATCHED), environ.get("REQUEST_METHOD", ""),
-                                 500, perf_counter() - started, body.count, 0)
-            if environ.pop(UPLOAD_KEY, False):
-                self.metrics.upload_finished()
+            _record(self, environ, 500, started, 0)
             raise
         cls = _SizedBody if hasattr(result, "__len__") else _MeteredBody
-        return cls(result, self.metrics, environ, status, started, body)
+        return cls(result, self, environ, status, started)
 
 
-class _CountingInput:
-    """``wsgi.input`` counting the bytes the app reads."""
-
-    __slots__ = ("_input", "count")
-
-    def __init__(self, stream):
-        self._input = stream
-        self.count = 0
-
-    def read(self, *args):
-        data = self._input.read(*args)
-        self.count += len(data)
-        return data
-
-    def readinto(self, buffer) -> int | None:
-        readinto = getattr(self._input, "readinto", None)
-        if readinto is None:  # werkzeug falls back to read() without it
-            data = self._input.read(len(buffer))
-            buffer[:len(data)] = data
-            n = len(data)
-        else:
-            n = readinto(buffer)
-        self.count += n or 0
-        return n
-
-    def readline(self, *args):
-        data = self._input.readline(*args)
-        self.count += len(data)
-        return data
-
-    def readlines(self, *args):
-        lines = self._input.readlines(*args)
-        self.count += sum(len(line) for line in lines)
-        return lines
-
-    def __iter__(self):
-        return iter(self.readline, b"")
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._input, name)
-
-
-class _NoBody:
-    __slots__ = ()
-    count = 0
-
-
-_NO_BODY = _NoBody()
+def _record(metered: MeteredApp, environ: dict, status: int, started: float, sent: int) -> None:
+    """One request is over: end its upload gauge, count it, tell ``on_finished``."""
+    if environ.pop(UPLOAD_KEY, False):
+        metered.metrics.upload_finished()
+    seconds = perf_counter() - started
+    body = environ.get(BODY_KEY)
+    received = body.received if body is not None else 0
+    metered.metrics.request(environ.get(ROUTE_KEY, UNMATCHED), environ.get("REQUEST_METHOD", ""), status,
+                            seconds, received, sent)
+    if metered.on_finished is not None:
+        metered.on_finished(environ, status, seconds, received, sent)
 
 
 class _MeteredBody:
     """The app's response iterable, counting bytes and recording on close."""
 
-    __slots__ = ("_result", "_metrics", "_environ", "_status", "_started", "_body", "_sent", "_done")
+    __slots__ = ("_result", "_metered", "_environ", "_status", "_started", "_sent", "_done")
 
-    def __init__(self, result, metrics, environ, status, started, body):
+    def __init__(self, result, metered, environ, status, started):
         self._result = result
-        self._metrics = metrics
+        self._metered = metered
         self._environ = environ
         self._status = status
         self._started = started
-        self._body = body
         self._sent = 0
         self._done = False
 
@@ -523,12 +487,7 @@ class _MeteredBody:
         finally:
             if not self._done:
                 self._done = True
-                environ = self._environ
-                if environ.pop(UPLOAD_KEY, False):
-                    self._metrics.upload_finished()
-                self._metrics.request(environ.get(ROUTE_KEY, UNMATCHED), environ.get("REQUEST_METHOD", ""),
-                                      self._status[0], perf_counter() - self._started, self._body.count,
-                                      self._sent)
+                _record(self._metered, self._environ, self._status[0], self._started, self._sent)
 
 
 class _SizedBody(_MeteredBody):

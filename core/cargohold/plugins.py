@@ -39,13 +39,19 @@ class StartupError(Exception):
     message says which."""
 
 
-def build_plugin_manager(disabled: Iterable[str] = ()) -> pluggy.PluginManager:
+def build_plugin_manager(disabled: Iterable[str] = (), plugins: Iterable[Any] = ()) -> pluggy.PluginManager:
+    """A manager holding the installed plugins (entry points) not in
+    ``disabled``, then ``plugins`` (objects with hook implementations,
+    registered like installed ones under their ``name`` attribute, if any),
+    then the built-in defaults."""
     pm = pluggy.PluginManager(PROJECT_NAME)
     pm.add_hookspecs(hookspecs)
     pm.cargohold_distributions = {}  # entry-point name -> (distribution, version)
     for name in disabled:
         pm.set_blocked(name)
     _load_entrypoints(pm)
+    for plugin in plugins:
+        pm.register(plugin, name=getattr(plugin, "name", None) or None)
     for modname in DEFAULT_PLUGINS:
         if pm.is_blocked(modname):
             continue

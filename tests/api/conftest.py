@@ -1,48 +1,36 @@
-"""Fixtures for in-process API tests: a fresh app per test on in-memory
-storage (deletes enabled), its Flask test client, and ``make_app`` for tests
-that need other settings or plugins present while the app is built."""
+"""Fixtures for in-process API tests, on the test kit's
+(:mod:`cargohold.testing.plugin`, loaded by its pytest entry point): a fresh
+app per test on in-memory storage (deletes enabled), its test client, and
+``make_app`` for tests that need other settings or plugins present while
+the app is built."""
 
 from __future__ import annotations
 
 import pytest
 
-import cargohold.app as app_module
-from cargohold.app import create_app
-from cargohold.plugins import build_plugin_manager
+from cargohold.testing.plugin import BASE_CONFIG, BufferedClient
 
-BASE_CONFIG = {"storage": {"inmemory": {}, "delete": {"enabled": True}}}
+__all__ = ["BASE_CONFIG"]
 
 
 @pytest.fixture
-def make_app(monkeypatch):
+def make_app(cargohold_make_app):
     """``make_app(config=None, plugins=())`` builds an app from ``config``
     (overrides on the defaults; :data:`BASE_CONFIG` when ``None``) whose
-    plugin manager also holds ``plugins``, registered after the built-ins as
-    installed plugins would be.  A plugin object may set ``name``.  The
-    environment is not read."""
-
-    def make(config=None, plugins=()):
-        def build(disabled=()):
-            pm = build_plugin_manager(disabled)
-            for i, plugin in enumerate(plugins):
-                pm.register(plugin, name=getattr(plugin, "name", None) or f"test-plugin-{i}")
-            pm.check_pending()
-            return pm
-
-        monkeypatch.setattr(app_module, "build_plugin_manager", build)
-        return create_app(config=BASE_CONFIG if config is None else config, environ={})
-
-    return make
+    plugin manager also holds ``plugins``, registered after the installed
+    ones.  A plugin object may set ``name``.  The environment is not read."""
+    return cargohold_make_app
 
 
 @pytest.fixture
-def app(make_app):
-    return make_app()
+def app(cargohold_app):
+    return cargohold_app
 
 
 @pytest.fixture
 def client(app):
-    return app.test_client()
+    """A test client that reads each response whole and closes it, as a server does."""
+    return BufferedClient(app, app.response_class, use_cookies=False)
 
 
 @pytest.fixture

@@ -12,7 +12,6 @@ import shutil
 import gevent
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
-from flask.testing import FlaskClient
 from werkzeug.test import Client
 
 from cargohold import health as health_module
@@ -22,20 +21,12 @@ from cargohold.config import ConfigError
 from cargohold.errors import MethodNotAllowed, NotFound
 from cargohold.storage.driver import PathNotFound, StorageError
 from cargohold.storage.inmemory import InMemoryDriver
+from cargohold.testing.plugin import BufferedClient
 
 from .conftest import BASE_CONFIG
 from .helpers import digest_of, error_code, push_blob
 
 GENERATED_ID = re.compile(r"[0-9a-f]{16}-[0-9a-f]+")
-
-
-class BufferedClient(FlaskClient):
-    """Reads each response whole and closes it, as a server does: requests
-    are measured when their response is closed."""
-
-    def open(self, *args, **kwargs):
-        kwargs.setdefault("buffered", True)
-        return super().open(*args, **kwargs)
 
 
 def buffered_client(app) -> BufferedClient:

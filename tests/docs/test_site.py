@@ -107,7 +107,7 @@ def test_reference_names_every_key_the_running_code_accepts(pm, reference):
                           ("tokenserver.signingkey", "cargohold-auth-token"), ("reporting.sentry.dsn",
                                                                               "cargohold-report-sentry"),
                           ("notifications.endpoints[].url", "cargohold-notify-webhook"),
-                          ("tagpolicy.deny", "cargohold-tag-policy")):
+                          ("sizelimit.maxbytes", "cargohold-size-limit")):
         row = next(line for line in reference.splitlines() if line.startswith(f"| `{section}` |"))
         assert dist in row, row
 

@@ -1,5 +1,6 @@
 """Building the plugin manager and calling hooks safely."""
 
+import subprocess
 import sys
 import types
 
@@ -272,3 +273,21 @@ def test_each_manager_is_independent():
     first.register(Extra(), name="extra")
     assert "extra" in collect_named(first, "cargohold_auth_providers")
     assert "extra" not in collect_named(second, "cargohold_auth_providers")
+
+
+def test_the_registry_never_imports_its_test_kit():
+    """cargohold.testing and pytest are test dependencies (the ``testing``
+    extra): building and serving the app must not import them."""
+    code = (
+        "import sys\n"
+        "from cargohold import cli\n"
+        "from cargohold.app import create_app\n"
+        "from cargohold.server import wsgi\n"
+        "app = create_app(config={'storage': {'inmemory': {}}}, environ={})\n"
+        "app.test_client().get('/v2/')\n"
+        "print(sorted(m for m in sys.modules if m.split('.')[0] in ('pytest', '_pytest')"
+        " or m.startswith('cargohold.testing')))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[]"

@@ -150,12 +150,6 @@ def _leaf(path: str) -> str:
     return path.rpartition("/")[2]
 
 
-def _link_target(path: str) -> str:
-    """What to delete for a link: a ``.../link`` file's directory (as the
-    registry does), else the file itself (a referrer entry)."""
-    return path.rpartition("/")[0] if path.endswith("/link") else path
-
-
 class Collector:
     """One garbage collection run over ``driver``'s store (see the module
     docstring).  ``on_delete(repository, digest)`` is called for each
@@ -422,7 +416,7 @@ class Collector:
         condemned_at = time.monotonic()
         list(each(lambda c: driver.put_content(paths.gc_condemned(c.digest), json.dumps(c.links).encode()),
                   batch))                                          # (a) condemn
-        list(each(lambda c: [self._drop(_link_target(path)) for path, _ in c.links], batch))  # (b) unlink
+        list(each(lambda c: [self._drop(paths.link_owner(path)) for path, _ in c.links], batch))  # (b) unlink
         doomed = []
         for cand, used in zip(batch, list(each(self._used_since_cutoff, [c.digest for c in batch]))):  # (c)
             if used:

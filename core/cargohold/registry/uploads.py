@@ -211,7 +211,7 @@ class Uploads:
         purged = []
         for upload_dir in self._all_upload_dirs():
             try:
-                age_ok = _started_at(self.driver.get_content(upload_dir + "/startedat")) < cutoff
+                age_ok = _started_at(self.driver.get_content(paths.startedat_in(upload_dir))) < cutoff
             except PathNotFound:
                 # No state file: a session that never finished starting, or one
                 # that just finished (gone by now).
@@ -241,13 +241,12 @@ class Uploads:
             except PathNotFound:
                 continue
             for child in children:
-                leaf = child.rpartition("/")[2]
-                if leaf == "_uploads":
+                if paths.is_uploads(child):
                     try:
                         yield from self.driver.list(child)
                     except PathNotFound:
                         pass
-                elif not leaf.startswith("_"):
+                elif paths.may_hold_repositories(child):
                     stack.append(child)
 
 

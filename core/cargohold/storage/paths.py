@@ -138,7 +138,33 @@ def upload_data(name: str, upload_id: str) -> str:
 
 
 def upload_startedat(name: str, upload_id: str) -> str:
-    return f"{REPOSITORIES}/{name}/_uploads/{upload_id}/startedat"
+    return startedat_in(upload_dir(name, upload_id))
+
+
+def startedat_in(session_dir: str) -> str:
+    """The ``startedat`` file of an upload session directory (as listed
+    under :func:`uploads`)."""
+    return f"{session_dir}/startedat"
+
+
+def is_uploads(key: str) -> bool:
+    """Whether ``key``, under :data:`REPOSITORIES`, is a repository's
+    ``_uploads`` directory."""
+    return key.rpartition("/")[2] == "_uploads"
+
+
+def may_hold_repositories(key: str) -> bool:
+    """Whether ``key``, under :data:`REPOSITORIES`, is a name component (a
+    repository, or a directory of nested ones), not one of a repository's
+    own ``_layers``, ``_manifests``, ``_uploads``... directories."""
+    return not key.rpartition("/")[2].startswith("_")
+
+
+def link_owner(path: str) -> str:
+    """What to delete to remove a link: a ``.../link`` file's directory (as
+    the reference registry does), else the path itself (a referrer entry)."""
+    head, _, leaf = path.rpartition("/")
+    return head if leaf == "link" else path
 
 
 def blob_prefixes(alg: str = "sha256") -> str:

@@ -1,5 +1,13 @@
-"""Helpers for testing cargohold and its plugins.
+"""Helpers for testing cargohold and its plugins: the test kit.
 
+Install it with ``pip install 'cargohold[testing]'``; the registry itself
+never imports it.
+
+* :mod:`cargohold.testing.plugin`: the pytest plugin (entry point
+  ``pytest11: cargohold``) with the ``cargohold_*`` fixtures: in-process
+  apps and clients, live servers, a registry client.
+* :mod:`cargohold.testing.client`: ``RegistryClient``, pushes and pulls
+  generated images over the distribution API (standard library only).
 * :mod:`cargohold.testing.storage`: ``StorageDriverSuite``, the one test suite
   every storage driver runs against itself.
 * :mod:`cargohold.testing.server`: ``LiveRegistry``, a real ``cargohold serve``

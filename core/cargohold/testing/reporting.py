@@ -50,11 +50,8 @@ from typing import Any
 import pytest
 import requests
 
-import cargohold.app as app_module
 from cargohold import hookimpl
-from cargohold.app import create_app
 from cargohold.auth import AuthProvider, Grant
-from cargohold.plugins import build_plugin_manager
 from cargohold.testing.notifications import Delivery, EventReceiver
 from cargohold.testing.server import LiveRegistry, free_port
 
@@ -241,27 +238,11 @@ class ReporterSuite:
             yield receiver
 
     @pytest.fixture
-    def build_app(self, monkeypatch):
+    def build_app(self, cargohold_make_app):
         """``build_app(config, plugins=())``: an app whose plugin manager
-        also holds ``plugins``; shut down at teardown if the test did not."""
-        apps = []
-
-        def build(cfg, plugins=()):
-            def manager(disabled=()):
-                pm = build_plugin_manager(disabled)
-                for plugin in plugins:
-                    pm.register(plugin)
-                pm.check_pending()
-                return pm
-
-            monkeypatch.setattr(app_module, "build_plugin_manager", manager)
-            app = create_app(config=cfg, environ={})
-            apps.append(app)
-            return app
-
-        yield build
-        for app in apps:
-            app.cargohold_shutdown()
+        also holds ``plugins``; shut down at teardown (the test kit's
+        ``cargohold_make_app``)."""
+        return lambda cfg, plugins=(): cargohold_make_app(cfg, plugins)
 
     @staticmethod
     def break_tags_list(monkeypatch, app) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import inspect
 import os
 import resource
 import shutil
@@ -15,6 +16,11 @@ import tempfile
 import time
 import urllib.error
 import urllib.request
+from types import ModuleType
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from cargohold.testing.client import RegistryClient
 
 
 def log_tail(path: str, limit: int = 8000) -> str:
@@ -47,14 +53,16 @@ def exception_recorder(path: str) -> str:
     )
 
 
-def install_plugins(directory: str, plugins: dict[str, str]) -> str:
-    """Make ``plugins`` (``{entry-point name: module source}``) installed
+def install_plugins(directory: str, plugins: dict[str, "str | ModuleType"]) -> str:
+    """Make ``plugins`` (``{entry-point name: module or its source}``) installed
     plugins for a Python process that has ``directory`` on its
     ``PYTHONPATH``: each becomes a module with a ``.dist-info`` declaring it
     in the ``cargohold`` entry-point group, as ``pip install`` would.
     Returns ``directory``."""
     os.makedirs(directory, exist_ok=True)
     for name, source in plugins.items():
+        if not isinstance(source, str):
+            source = inspect.getsource(source)
         module = "cargohold_test_" + "".join(c if c.isalnum() else "_" for c in name)
         with open(os.path.join(directory, module + ".py"), "w") as f:
             f.write(source)
@@ -170,6 +178,12 @@ class LiveRegistry:
 
     def log(self) -> str:
         return log_tail(self.log_path)
+
+    def client(self, headers: dict | None = None) -> "RegistryClient":
+        """A :class:`cargohold.testing.client.RegistryClient` of this server."""
+        from cargohold.testing.client import RegistryClient
+
+        return RegistryClient(self.url, headers, ssl_context=self.ssl_context())
 
     def reload(self) -> None:
         """Send SIGHUP: the server re-reads its configuration file."""

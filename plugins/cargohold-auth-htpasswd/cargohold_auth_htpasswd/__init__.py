@@ -10,7 +10,7 @@ Configure with::
         cachettl: 60s                      # how long verified credentials skip bcrypt; 0 disables
 
 See :class:`cargohold_auth_htpasswd.provider.HtpasswdProvider` for the
-answers given, :mod:`cargohold.htpasswd` for the file and the credential
+answers given, :mod:`cargohold_auth_htpasswd.htpasswd` for the file and the credential
 cache, and :mod:`cargohold.access_control` for the rules file.
 """
 
@@ -19,7 +19,7 @@ from __future__ import annotations
 from cargohold import hookimpl
 from cargohold.access_control import access_rules
 from cargohold.config import Duration
-from cargohold.htpasswd import HtpasswdFile
+from cargohold_auth_htpasswd.htpasswd import HtpasswdFile
 from cargohold_auth_htpasswd.provider import HtpasswdProvider
 
 __all__ = ["HtpasswdProvider", "create_provider"]

@@ -7,7 +7,7 @@ import functools
 
 from cargohold.access_control import AccessRules
 from cargohold.auth import Access, AuthProvider, Challenge, Forbidden, Grant
-from cargohold.htpasswd import HtpasswdFile, InvalidCredentials
+from cargohold_auth_htpasswd.htpasswd import HtpasswdFile, InvalidCredentials
 
 
 class HtpasswdProvider(AuthProvider):

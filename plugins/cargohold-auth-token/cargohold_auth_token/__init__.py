@@ -15,7 +15,7 @@ from __future__ import annotations
 from cargohold import hookimpl
 from cargohold.access_control import access_rules
 from cargohold.config import Duration
-from cargohold.htpasswd import HtpasswdFile
+from cargohold_auth_htpasswd.htpasswd import HtpasswdFile
 
 from .issuer import TokenIssuer
 from .keys import load_private_key

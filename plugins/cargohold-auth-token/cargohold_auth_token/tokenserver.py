@@ -31,7 +31,7 @@ from werkzeug.exceptions import RequestEntityTooLarge
 from cargohold.access_control import AccessRules
 from cargohold.auth import Access
 from cargohold.errors import RegistryError, Unauthorized
-from cargohold.htpasswd import HtpasswdFile, InvalidCredentials
+from cargohold_auth_htpasswd.htpasswd import HtpasswdFile, InvalidCredentials
 
 from .issuer import InvalidRefreshToken, TokenIssuer
 from .scopes import format_scopes, parse_scopes

@@ -9,7 +9,6 @@ from pathlib import Path
 import pytest
 import yaml
 
-from cargohold.app import create_app
 from cargohold.testing.auth import write_htpasswd
 from cargohold_auth_token.testing import Signer, token_auth_config
 
@@ -74,19 +73,11 @@ def registry_config(bundle, **auth) -> dict:
 
 
 @pytest.fixture
-def make_app():
+def make_app(cargohold_make_app):
     """``make_app(config)``: an app with the installed plugins, the
-    environment ignored; shut down after the test."""
-    apps = []
-
-    def make(config):
-        app = create_app(config=config, environ={})
-        apps.append(app)
-        return app
-
-    yield make
-    for app in apps:
-        app.cargohold_shutdown()
+    environment ignored; shut down after the test (the test kit's
+    ``cargohold_make_app``)."""
+    return cargohold_make_app
 
 
 @pytest.fixture

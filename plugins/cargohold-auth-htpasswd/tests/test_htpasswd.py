@@ -1,4 +1,4 @@
-"""cargohold.htpasswd: parsing, Basic headers, verification and its cache."""
+"""cargohold_auth_htpasswd.htpasswd: parsing, Basic headers, verification and its cache."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ import time
 import bcrypt
 import pytest
 
-from cargohold import htpasswd as mod
-from cargohold.htpasswd import HtpasswdFile, InvalidCredentials, parse_basic, parse_htpasswd
+from cargohold_auth_htpasswd import htpasswd as mod
+from cargohold_auth_htpasswd.htpasswd import HtpasswdFile, InvalidCredentials, parse_basic, parse_htpasswd
 from cargohold.testing.auth import htpasswd_line, write_htpasswd
 
 

@@ -1,5 +1,6 @@
 """htpasswd files of bcrypt entries, and HTTP Basic credentials checked
-against them.  Shared by the htpasswd auth provider and the token server.
+against them.  Used by this plugin's provider and by the token auth
+plugin's token server (which depends on this distribution for it).
 
 The file format is Apache's ``user:hash`` per line; blank lines and lines
 starting with ``#`` are ignored.  Only bcrypt hashes (``$2y$``, ``$2b$``,
@@ -34,6 +35,8 @@ import secrets
 import threading
 import time
 from typing import Callable
+
+import bcrypt
 
 from cargohold.blocking import offload
 from cargohold.filestamp import file_stamp
@@ -125,8 +128,6 @@ def parse_basic(header: str | None) -> tuple[str, bytes] | None:
 
 
 def _checkpw(password: bytes, hashed: str) -> bool:
-    import bcrypt  # a dependency of the plugins using this module, not of the core
-
     if len(password) > BCRYPT_MAX_PASSWORD:
         return False
     try:
@@ -247,8 +248,6 @@ class HtpasswdFile:
         the file's highest cost, made once per cost."""
         cost = max((int(h[4:6]) for h in self._entries.values()), default=10)
         if cost not in self._dummy:
-            import bcrypt
-
             self._dummy[cost] = bcrypt.hashpw(secrets.token_bytes(16), bcrypt.gensalt(cost)).decode("ascii")
         _checkpw(password, self._dummy[cost])
 
