@@ -16,7 +16,8 @@ import bisect
 import dataclasses
 import datetime
 import json
-from typing import Callable, Iterable
+import time
+from typing import Callable, Iterable, Iterator
 
 from cargohold.errors import RegistryError
 from cargohold.lru import LRU
@@ -24,6 +25,8 @@ from cargohold.manifests import INDEX_TYPES
 from cargohold.storage import paths
 from cargohold.storage.driver import StorageError
 
+#: How long a search reuses the full repository listing (seconds).
+SEARCH_TTL = 10.0
 #: A config larger than this is not read for its summary.
 MAX_CONFIG_BYTES = 1 << 20
 #: Annotations buildx puts on the attestation entries of an index.
@@ -33,24 +36,32 @@ REFERENCE_TYPE = "vnd.docker.reference.type"
 @dataclasses.dataclass
 class Page:
     """One page of a sorted listing.  ``next_last`` is the ``last`` of the
-    page after this one (``None`` on the final page)."""
+    page after this one (``None`` on the final page); ``partial`` when the
+    page stopped at its reading budget before it was full."""
 
     items: list
     next_last: str | None = None
-    total: int | None = None
+    partial: bool = False
 
 
-def page_after(names: list[str], last: str | None, n: int, keep: Callable[[str], bool] = lambda _: True,
-               query: str = "") -> Page:
-    """The ``n`` names after ``last`` in the sorted ``names`` that contain
-    ``query`` (case-insensitive) and pass ``keep``, as ``n``/``last``
-    pagination does on the API.  ``keep`` is only asked about names that
-    could be on the page, so an expensive check stops once the page is full."""
-    start = bisect.bisect_right(names, last) if last else 0
+def page_of(names: Iterable[str], n: int, keep: Callable[[str], bool] = lambda _: True,
+            query: str = "", budget: int | None = None) -> Page:
+    """The first ``n`` of the sorted ``names`` that contain ``query``
+    (case-insensitive) and pass ``keep``.  ``names`` is consumed lazily:
+    ``keep`` is only asked about names that could be on the page, and the
+    walk stops once the page is full and one more name is known to follow.
+
+    With a ``budget``, at most that many names are read: a caller who may
+    see few of many repositories gets a short page (``partial``) that ends
+    where the reading stopped, and the next page goes on from there, so no
+    page reads the whole store."""
     needle = query.lower()
     items: list[str] = []
-    for i in range(start, len(names)):
-        name = names[i]
+    previous = None
+    for examined, name in enumerate(names, 1):
+        if budget is not None and examined > budget and previous is not None:
+            return Page(items, previous, partial=True)
+        previous = name
         if needle and needle not in name.lower():
             continue
         if not keep(name):
@@ -59,6 +70,11 @@ def page_after(names: list[str], last: str | None, n: int, keep: Callable[[str],
             return Page(items, items[-1])
         items.append(name)
     return Page(items)
+
+
+def after(names: list[str], last: str | None) -> list[str]:
+    """The part of the sorted ``names`` after ``last``."""
+    return names[bisect.bisect_right(names, last):] if last else names
 
 
 @dataclasses.dataclass
@@ -163,11 +179,24 @@ class Catalog:
         self.registry = registry
         self._summaries = LRU(cache_entries)
         self._configs = LRU(cache_entries)
+        self._search_names: tuple[float, list[str]] | None = None
 
     # -- listings -------------------------------------------------------------
 
-    def repositories(self) -> list[str]:
-        return self.registry.repositories()
+    def repositories(self, last: str | None = None) -> Iterator[str]:
+        """Repository names after ``last``, read lazily from the core's
+        paginated walk."""
+        return self.registry.iter_repositories(last)
+
+    def search(self, last: str | None = None) -> list[str]:
+        """Every repository name after ``last``, for a search (a substring
+        can be anywhere in the catalog).  The full listing is reused for
+        :data:`SEARCH_TTL` seconds, so typing a search walks the store once."""
+        now = time.monotonic()
+        cached = self._search_names
+        if cached is None or now - cached[0] > SEARCH_TTL:
+            cached = self._search_names = (now, self.registry.repositories())
+        return after(cached[1], last)
 
     def tags(self, name: str) -> list[str]:
         return self.registry.manifests.tags(name)

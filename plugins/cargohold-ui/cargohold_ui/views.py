@@ -22,10 +22,13 @@ from cargohold.errors import Denied, ManifestUnknown, NameInvalid, NameUnknown, 
 from cargohold.reference import check_digest, check_name
 from cargohold.request_context import external_url
 
-from cargohold_ui.catalog import Catalog, human_size, image_config_summary, iso_time, page_after
+from cargohold_ui.catalog import Catalog, after, human_size, image_config_summary, iso_time, page_of
 
 DEFAULT_PAGE = 50
 MAX_PAGE = 500
+#: At most this many repositories are read for one page of the list (a
+#: caller who may pull few of many gets shorter pages, each bounded).
+WALK_BUDGET = 1000
 TOKEN_COOKIE = "cargohold_ui_token"
 _TAG = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._-]{0,127}\Z")
 
@@ -182,13 +185,15 @@ def make_blueprint(prefix: str) -> Blueprint:
             # No catalog right: list what the caller may pull, one by one.
             def keep(name: str) -> bool:
                 return _ask([Access("repository", name, ("pull",))]) is not None
-        page = page_after(catalog.repositories(), last, n, keep, query)
+        names = catalog.search(last) if query else catalog.repositories(last)
+        page = page_of(names, n, keep, query, budget=None if query else WALK_BUDGET)
         more = None
         if page.next_last:
             more = url_for("ui.repositories", **{k: v for k, v in (("q", query), ("n", request.args.get("n")),
                                                                    ("last", page.next_last)) if v})
         template = "_repository_rows.html" if request.args.get("fragment") else "repositories.html"
-        return _render(template, repositories=page.items, query=query, more=more, first=last is None)
+        return _render(template, repositories=page.items, query=query, more=more, first=last is None,
+                       partial=page.partial)
 
     @bp.route("/r/<path:name>")
     def repository(name: str):
@@ -218,7 +223,7 @@ def make_blueprint(prefix: str) -> Blueprint:
                     if number * n < len(ordered) else None)
         else:
             sort = "name"
-            page = page_after(tags, request.args.get("last"), n)
+            page = page_of(after(tags, request.args.get("last")), n)
             chosen = page.items
             more = (url_for("ui.repository", name=name, last=page.next_last, n=request.args.get("n"))
                     if page.next_last else None)
