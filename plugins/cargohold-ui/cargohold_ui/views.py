@@ -159,6 +159,22 @@ def make_blueprint(prefix: str) -> Blueprint:
     bp = Blueprint("ui", __name__, url_prefix=prefix, template_folder="templates",
                    static_folder="static", static_url_path="/static")
 
+    @bp.before_request
+    def _credentials_accepted():
+        """Credentials the provider refuses get one answer, a 401 asking for
+        others, before any page asks about many repositories with them (each
+        check of a wrong password costs a bcrypt verification)."""
+        if request.endpoint in ("ui.static", "ui.logout") or not _signed_in():
+            return None
+        if _ask([]) is not None:
+            return None
+        challenge = g.get("ui_challenge") or ""
+        resp = _render("login.html", status=401, failed=True, sign_in=False, token_form=False,
+                       next=url_for("ui.repositories"))
+        if challenge.lower().startswith("basic") and request.headers.get("Authorization"):
+            resp.headers["WWW-Authenticate"] = challenge
+        return resp
+
     @bp.after_request
     def _headers(resp: Response) -> Response:
         for key, value in SECURITY_HEADERS.items():
@@ -337,7 +353,12 @@ def render_error(error: RegistryError) -> Response:
     """An error of a catalog page as an HTML page (the API keeps its JSON)."""
     status = error.status
     message = "Not found" if status == 404 else (error.message or "Error")
-    resp = _render("error.html", status=status, message=message, code=error.code)
+    resp = _render("error.html", status=status, message=message, code=error.code, status_code=status)
+    # The page's status and headers are the error's (Allow, Retry-After), but
+    # not a challenge: signing in is the sign-in page's business.
+    for key, value in error.headers.items():
+        if key.lower() != "www-authenticate":
+            resp.headers[key] = value
     for key, value in SECURITY_HEADERS.items():
         resp.headers[key] = value
     return resp
