@@ -19,6 +19,8 @@ as on the API (see :mod:`cargohold_ui.views`).
 from __future__ import annotations
 
 
+from flask import current_app
+
 from cargohold import hookimpl
 from cargohold.errors import RegistryError
 
@@ -54,16 +56,39 @@ def cargohold_blueprints(app):
         return None
     from cargohold_ui.views import make_blueprint
 
-    app.extensions["cargohold-ui"] = {
-        "settings": section, "prefix": section["path"], "catalog": Catalog(state.registry)}
+    catalog = Catalog(state.registry)
+    app.extensions["cargohold-ui"] = {"settings": section, "prefix": section["path"], "catalog": catalog}
+    # Registered only when enabled: with no listener the core builds no
+    # event on a pull or push at all.
+    state.pm.register(_PushListener(catalog), name="ui-search-listing")
     return [make_blueprint(section["path"])]
+
+
+class _PushListener:
+    """New repositories show up in searches at once (see
+    :meth:`Catalog.noticed`)."""
+
+    def __init__(self, catalog: Catalog):
+        self.catalog = catalog
+
+    @hookimpl
+    def cargohold_registry_event(self, event):
+        if event.action in ("push", "mount"):
+            self.catalog.noticed(event.repository)
+
+
+@hookimpl
+def cargohold_startup(app):
+    """Read the repository listing searches use in the background, in each
+    worker, so that the first search does not wait for it."""
+    ui = app.extensions.get("cargohold-ui")
+    if ui is not None:
+        ui["catalog"].warm()
 
 
 @hookimpl
 def cargohold_error_response(error: RegistryError, request):
     """Errors on the catalog's pages are HTML pages; the API's stay JSON."""
-    from flask import current_app
-
     ui = current_app.extensions.get("cargohold-ui")
     if ui is None:
         return None

@@ -16,6 +16,8 @@ import bisect
 import dataclasses
 import datetime
 import json
+import logging
+import threading
 import time
 from typing import Callable, Iterable, Iterator
 
@@ -25,7 +27,10 @@ from cargohold.manifests import INDEX_TYPES
 from cargohold.storage import paths
 from cargohold.storage.driver import StorageError
 
-#: How long a search reuses the full repository listing (seconds).
+log = logging.getLogger("cargohold.ui")
+
+#: How long a search reuses the full repository listing before reading it
+#: again in the background (seconds).
 SEARCH_TTL = 10.0
 #: A config larger than this is not read for its summary.
 MAX_CONFIG_BYTES = 1 << 20
@@ -180,6 +185,9 @@ class Catalog:
         self._summaries = LRU(cache_entries)
         self._configs = LRU(cache_entries)
         self._search_names: tuple[float, list[str]] | None = None
+        self._load_lock = threading.Lock()
+        self._state_lock = threading.Lock()
+        self._warming = False
 
     # -- listings -------------------------------------------------------------
 
@@ -190,13 +198,66 @@ class Catalog:
 
     def search(self, last: str | None = None) -> list[str]:
         """Every repository name after ``last``, for a search (a substring
-        can be anywhere in the catalog).  The full listing is reused for
-        :data:`SEARCH_TTL` seconds, so typing a search walks the store once."""
-        now = time.monotonic()
+        can be anywhere in the catalog).  The full listing is read once and
+        reused: older than :data:`SEARCH_TTL` seconds, it is still answered
+        while a fresh one is read in the background (:meth:`warm`)."""
         cached = self._search_names
-        if cached is None or now - cached[0] > SEARCH_TTL:
-            cached = self._search_names = (now, self.registry.repositories())
+        if cached is None:
+            cached = self._load()
+        elif time.monotonic() - cached[0] > SEARCH_TTL:
+            self.warm()
         return after(cached[1], last)
+
+    def warm(self) -> None:
+        """Start reading the full listing in the background, unless a fresh
+        one is at hand or being read: the repository list calls this, so
+        that a search typed next finds it ready."""
+        cached = self._search_names
+        if cached is not None and time.monotonic() - cached[0] <= SEARCH_TTL:
+            return
+        with self._state_lock:
+            if self._warming:
+                return
+            self._warming = True
+        threading.Thread(target=self._warm, name="cargohold-ui-listing", daemon=True).start()
+
+    def noticed(self, repository: str) -> None:
+        """A push or mount to ``repository`` in this process: a new name
+        joins the listing searches use at once (other processes and
+        replicas bring theirs with the next read)."""
+        cached = self._search_names
+        if cached is None:
+            return
+        names = cached[1]
+        i = bisect.bisect_left(names, repository)
+        if i < len(names) and names[i] == repository:
+            return
+        names = names[:i] + [repository] + names[i:]  # readers keep the list they hold
+        self._search_names = (cached[0], names)
+
+    def _warm(self) -> None:
+        try:
+            self._load()
+        except Exception:  # a storage failure: the next search reads again
+            log.warning("reading the repository listing for searches failed", exc_info=True)
+        finally:
+            self._warming = False
+
+    def _load(self) -> tuple[float, list[str]]:
+        """Read the full listing (one reader at a time; a caller arriving
+        while it is read gets that result).  Yields to other work every few
+        hundred names: under gevent a long walk must not hold the loop."""
+        with self._load_lock:
+            cached = self._search_names
+            if cached is not None and time.monotonic() - cached[0] <= SEARCH_TTL:
+                return cached
+            names = []
+            for i, name in enumerate(self.registry.iter_repositories(), 1):
+                names.append(name)
+                if i % 256 == 0:
+                    time.sleep(0)
+            self._search_names = cached = (time.monotonic(), names)
+            return cached
 
     def tags(self, name: str) -> list[str]:
         return self.registry.manifests.tags(name)

@@ -4,6 +4,8 @@ and started with every background connection to the outside switched off."""
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 import shutil
 import tempfile
@@ -80,3 +82,28 @@ class Browser:
         finally:
             self.cdp("Emulation.clearDeviceMetricsOverride")
             self.cdp("Emulation.setEmulatedMedia", {"features": []})
+
+
+def push(client, base: str, repository: str, reference: str, manifest: dict, blobs: list[bytes],
+         headers: dict | None = None) -> str:
+    """Push ``blobs`` (monolithic uploads) and then ``manifest`` as
+    ``reference`` over the registry's HTTP API; return the manifest's digest.
+    ``client`` is ``requests`` (``base`` the server's URL) or a Flask test
+    client (``base`` empty): both take ``post``/``put`` with ``data`` and
+    ``headers`` and answer with a ``status_code``."""
+    headers = dict(headers or {})
+    for data in blobs:
+        digest = "sha256:" + hashlib.sha256(data).hexdigest()
+        r = client.post(f"{base}/v2/{repository}/blobs/uploads/?digest={digest}", data=data,
+                        headers={**headers, "Content-Type": "application/octet-stream"})
+        assert r.status_code == 201, (r.status_code, r.text if hasattr(r, "text") else r.get_data())
+    raw = json.dumps(manifest).encode()
+    r = client.put(f"{base}/v2/{repository}/manifests/{reference}", data=raw,
+                   headers={**headers, "Content-Type": manifest["mediaType"]})
+    assert r.status_code == 201, (r.status_code, r.text if hasattr(r, "text") else r.get_data())
+    return "sha256:" + hashlib.sha256(raw).hexdigest()
+
+
+def descriptor(data: bytes, media_type: str) -> dict:
+    """The OCI descriptor of ``data``."""
+    return {"mediaType": media_type, "digest": "sha256:" + hashlib.sha256(data).hexdigest(), "size": len(data)}

@@ -201,6 +201,8 @@ def make_blueprint(prefix: str) -> Blueprint:
             # No catalog right: list what the caller may pull, one by one.
             def keep(name: str) -> bool:
                 return _ask([Access("repository", name, ("pull",))]) is not None
+        if not query and last is None:
+            catalog.warm()  # the listing searches need, read before the first keystroke
         names = catalog.search(last) if query else catalog.repositories(last)
         page = page_of(names, n, keep, query, budget=None if query else WALK_BUDGET)
         more = None

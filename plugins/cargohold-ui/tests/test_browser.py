@@ -17,7 +17,7 @@ from cargohold.testing.auth import basic, write_htpasswd
 from cargohold.testing.images import build_image, build_index, tagged
 from cargohold.testing.server import LiveRegistry
 from cargohold.testing.skopeo import Skopeo, find_skopeo
-from cargohold_ui.testing import Browser
+from cargohold_ui.testing import Browser, descriptor, push
 
 IMAGES = Path(__file__).resolve().parents[3] / "docs" / "images"
 SBOM_TYPE = "application/spdx+json"
@@ -38,29 +38,19 @@ rules:
 def push_referrer(url: str, auth: dict, repository: str, subject: dict, artifact_type: str, payload: bytes) -> str:
     """Push an OCI 1.1 artifact (empty config, one blob) whose subject is
     ``subject``; return its digest."""
-    def blob(data: bytes) -> str:
-        digest = "sha256:" + hashlib.sha256(data).hexdigest()
-        r = requests.post(f"{url}/v2/{repository}/blobs/uploads/", params={"digest": digest}, data=data,
-                          headers={**auth, "Content-Type": "application/octet-stream"}, timeout=10)
-        assert r.status_code == 201, r.text
-        return digest
-
     empty = b"{}"
     manifest = {
         "schemaVersion": 2,
         "mediaType": "application/vnd.oci.image.manifest.v1+json",
         "artifactType": artifact_type,
-        "config": {"mediaType": "application/vnd.oci.empty.v1+json", "digest": blob(empty), "size": len(empty)},
-        "layers": [{"mediaType": artifact_type, "digest": blob(payload), "size": len(payload)}],
+        "config": descriptor(empty, "application/vnd.oci.empty.v1+json"),
+        "layers": [descriptor(payload, artifact_type)],
         "subject": {"mediaType": subject["mediaType"], "digest": subject["digest"], "size": subject["size"]},
         "annotations": {"org.opencontainers.image.created": "2026-01-02T03:04:05Z"},
     }
     raw = json.dumps(manifest).encode()
-    digest = "sha256:" + hashlib.sha256(raw).hexdigest()
-    r = requests.put(f"{url}/v2/{repository}/manifests/{digest}", data=raw, timeout=10,
-                     headers={**auth, "Content-Type": manifest["mediaType"]})
-    assert r.status_code == 201, r.text
-    return digest
+    return push(requests, url, repository, "sha256:" + hashlib.sha256(raw).hexdigest(), manifest, [empty, payload],
+                auth)
 
 
 @pytest.fixture(scope="module")
@@ -196,7 +186,7 @@ def test_index_platforms(site, alice):
     from selenium.webdriver.common.by import By
 
     alice.driver.get(f"{site.url}/ui/r/public/app/-/manifest/multi")
-    assert texts(alice, "#platforms td.platform") == ["linux/amd64", "linux/arm64", "linux/ppc64le"]
+    assert texts(alice, "#platforms span.platform") == ["linux/amd64", "linux/arm64", "linux/ppc64le"]
     alice.screenshot(str(IMAGES / "ui-index.png"), 1000)
     alice.driver.find_elements(By.CSS_SELECTOR, "#platforms a.child")[1].click()
     assert "linux/arm64" in alice.driver.find_element(By.ID, "config").text

@@ -3,7 +3,6 @@ what under htpasswd and token auth, pagination, deletes and bad input."""
 
 from __future__ import annotations
 
-import hashlib
 import json
 import re
 
@@ -12,8 +11,8 @@ import pytest
 from cargohold.app import create_app
 from cargohold.config import ConfigError
 from cargohold.plugins import StartupError
-from cargohold.manifests import parse
 from cargohold.testing.auth import basic, write_htpasswd
+from cargohold_ui.testing import descriptor, push
 
 RULES = """
 rules:
@@ -34,25 +33,20 @@ BOB = basic("bob", "builder")
 CONFIG_TYPE = "application/vnd.oci.image.config.v1+json"
 
 
-def put_image(app, name: str, tags: list[str], arch: str = "amd64", entrypoint=("/bin/app",)) -> str:
-    """Store a one-layer image in ``name`` under ``tags``; its digest."""
-    reg = app.extensions["cargohold"].registry
-
-    def blob(data: bytes, media_type: str) -> dict:
-        digest = "sha256:" + hashlib.sha256(data).hexdigest()
-        reg.blobs.put_small(digest, data)
-        reg.blobs.link(name, digest)
-        return {"mediaType": media_type, "digest": digest, "size": len(data)}
-
-    config = blob(json.dumps({"os": "linux", "architecture": arch, "created": "2026-01-01T00:00:00Z",
-                              "config": {"Entrypoint": list(entrypoint), "Labels": {"team": "core"}},
-                              "rootfs": {"type": "layers", "diff_ids": []}}).encode(), CONFIG_TYPE)
-    layer = blob(f"layer of {name} {arch}".encode() * 100, "application/vnd.oci.image.layer.v1.tar+gzip")
-    raw = json.dumps({"schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
-                      "config": config, "layers": [layer]}).encode()
-    manifest = parse(raw, "application/vnd.oci.image.manifest.v1+json")
-    reg.manifests.put(name, manifest, tags)
-    return manifest.digest
+def put_image(client, name: str, tags: list[str], arch: str = "amd64", entrypoint=("/bin/app",),
+              headers: dict | None = None) -> str:
+    """Push a one-layer image to ``name`` under ``tags`` over the API; its digest."""
+    config = json.dumps({"os": "linux", "architecture": arch, "created": "2026-01-01T00:00:00Z",
+                         "config": {"Entrypoint": list(entrypoint), "Labels": {"team": "core"}},
+                         "rootfs": {"type": "layers", "diff_ids": []}}).encode()
+    layer = f"layer of {name} {arch}".encode() * 100
+    manifest = {"schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
+                "config": descriptor(config, CONFIG_TYPE),
+                "layers": [descriptor(layer, "application/vnd.oci.image.layer.v1.tar+gzip")]}
+    digest = ""
+    for tag in tags:
+        digest = push(client, "", name, tag, manifest, [config, layer], headers if headers is not None else ALICE)
+    return digest
 
 
 def make_app(tmp_path, ui=None, auth=True, **extra):
@@ -65,8 +59,9 @@ def make_app(tmp_path, ui=None, auth=True, **extra):
     for key, value in extra.items():
         config[key] = value
     app = create_app(config=config, environ={})
+    client = app.test_client()
     for name in ("public/app", "public/tools", "private/secret", "team/web"):
-        put_image(app, name, ["1.0", "latest"])
+        put_image(client, name, ["1.0", "latest"])
     return app
 
 
@@ -143,14 +138,15 @@ def test_open_registry_has_no_sign_in(tmp_path):
 
 
 def test_token_auth_sign_in_with_a_token(tmp_path):
-    from cargohold_auth_token.testing import Signer, token_auth_config
+    from cargohold_auth_token.testing import Signer, bearer, token_auth_config
 
     signer = Signer(tmp_path / "keys")
     app = create_app(config={"storage": {"inmemory": {}}, "ui": {"enabled": True},
                              "auth": token_auth_config(signer.paths["crt"])}, environ={})
-    for name in ("public/app", "private/secret"):
-        put_image(app, name, ["1.0"])
     client = app.test_client()
+    admin = bearer(signer.token([("repository", n, ["push", "pull"]) for n in ("public/app", "private/secret")]))
+    for name in ("public/app", "private/secret"):
+        put_image(client, name, ["1.0"], headers=admin)
     resp = client.get("/ui/login")
     assert resp.status_code == 401 and "WWW-Authenticate" not in resp.headers
     assert 'name="token"' in resp.get_data(as_text=True)
@@ -170,9 +166,9 @@ def test_token_auth_sign_in_with_a_token(tmp_path):
 
 def test_pages_and_limits(tmp_path):
     app = make_app(tmp_path, auth=False)
-    for i in range(7):
-        put_image(app, f"many/r{i}", ["t"])
     client = app.test_client()
+    for i in range(7):
+        put_image(client, f"many/r{i}", ["t"])
     first = client.get("/ui/?n=3")
     assert repos(first) == ["many/r0", "many/r1", "many/r2"]
     nxt = re.search(r'id="next" href="([^"]+)"', first.get_data(as_text=True)).group(1).replace("&amp;", "&")
@@ -195,8 +191,8 @@ def test_read_budget_bounds_a_sparse_page(tmp_path, monkeypatch):
 
 def test_tags_and_manifest(tmp_path):
     app = make_app(tmp_path, auth=False)
-    digest = put_image(app, "multi/app", ["b", "a", "c"], arch="arm64", entrypoint=("/usr/bin/env", "run me"))
     client = app.test_client()
+    digest = put_image(client, "multi/app", ["b", "a", "c"], arch="arm64", entrypoint=("/usr/bin/env", "run me"))
     page = client.get("/ui/r/multi/app").get_data(as_text=True)
     assert re.findall(r'class="tag"[^>]*>([^<]+)<', page) == ["a", "b", "c"]
     assert "linux/arm64" in page and digest.partition(":")[2][:12] in page
