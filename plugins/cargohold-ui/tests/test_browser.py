@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from cargohold.testing.auth import basic, write_htpasswd
+from cargohold.testing.auth import basic
 from cargohold.testing.images import build_image, build_index, tagged
 from cargohold.testing.server import LiveRegistry
 from cargohold.testing.skopeo import Skopeo, find_skopeo
@@ -22,17 +22,6 @@ from cargohold_ui.testing import Browser, descriptor, push
 IMAGES = Path(__file__).resolve().parents[3] / "docs" / "images"
 SBOM_TYPE = "application/spdx+json"
 SIGNATURE_TYPE = "application/vnd.dev.cosign.artifact.sig.v1+json"
-RULES = """
-rules:
-  - repositories: ["public/**"]
-    users: [anonymous]
-    actions: [pull]
-  - repositories: ["**"]
-    users: [alice]
-    actions: ["*"]
-  - registry: catalog
-    users: ["*"]
-"""
 
 
 def push_referrer(url: str, auth: dict, repository: str, subject: dict, artifact_type: str, payload: bytes) -> str:
@@ -54,15 +43,10 @@ def push_referrer(url: str, auth: dict, repository: str, subject: dict, artifact
 
 
 @pytest.fixture(scope="module")
-def site(tmp_path_factory):
+def site(tmp_path_factory, auth_section):
     tmp = tmp_path_factory.mktemp("ui")
-    htpasswd = write_htpasswd(tmp / "htpasswd", {"alice": "wonderland"})
-    (tmp / "access.yml").write_text(RULES)
     config = tmp / "config.yml"
-    config.write_text(json.dumps({
-        "auth": {"htpasswd": {"realm": "cargohold", "path": htpasswd, "access": str(tmp / "access.yml")}},
-        "ui": {"enabled": True, "delete": True},
-    }))
+    config.write_text(json.dumps({"auth": auth_section(tmp), "ui": {"enabled": True, "delete": True}}))
     with LiveRegistry(config_file=str(config)) as registry:
         home = tmp / "skopeo"
         home.mkdir()

@@ -11,23 +11,9 @@ import pytest
 from cargohold.app import create_app
 from cargohold.config import ConfigError
 from cargohold.plugins import StartupError
-from cargohold.testing.auth import basic, write_htpasswd
+from cargohold.testing.auth import basic
 from cargohold_ui.testing import descriptor, push
 
-RULES = """
-rules:
-  - repositories: ["public/**"]
-    users: [anonymous]
-    actions: [pull]
-  - repositories: ["**"]
-    users: [alice]
-    actions: ["*"]
-  - repositories: ["team/**"]
-    users: [bob]
-    actions: [pull]
-  - registry: catalog
-    users: ["*"]
-"""
 ALICE = basic("alice", "wonderland")
 BOB = basic("bob", "builder")
 CONFIG_TYPE = "application/vnd.oci.image.config.v1+json"
@@ -49,20 +35,24 @@ def put_image(client, name: str, tags: list[str], arch: str = "amd64", entrypoin
     return digest
 
 
-def make_app(tmp_path, ui=None, auth=True, **extra):
-    config = {"storage": {"inmemory": {}, "delete": {"enabled": True}}, "ui": {"enabled": True, **(ui or {})}}
-    if auth:
-        (tmp_path / "access.yml").write_text(RULES)
-        config["auth"] = {"htpasswd": {
-            "path": write_htpasswd(tmp_path / "htpasswd", {"alice": "wonderland", "bob": "builder"}),
-            "access": str(tmp_path / "access.yml")}}
-    for key, value in extra.items():
-        config[key] = value
-    app = create_app(config=config, environ={})
-    client = app.test_client()
-    for name in ("public/app", "public/tools", "private/secret", "team/web"):
-        put_image(client, name, ["1.0", "latest"])
-    return app
+@pytest.fixture
+def make_app(auth_section):
+    """``make_app(tmp_path, ui=..., auth=True, **sections)``: an app with the
+    UI enabled and four repositories pushed (with htpasswd auth unless
+    ``auth`` is false)."""
+    def make(tmp_path, ui=None, auth=True, **extra):
+        config = {"storage": {"inmemory": {}, "delete": {"enabled": True}}, "ui": {"enabled": True, **(ui or {})}}
+        if auth:
+            config["auth"] = auth_section(tmp_path)
+        for key, value in extra.items():
+            config[key] = value
+        app = create_app(config=config, environ={})
+        client = app.test_client()
+        for name in ("public/app", "public/tools", "private/secret", "team/web"):
+            put_image(client, name, ["1.0", "latest"])
+        return app
+
+    return make
 
 
 def repos(resp) -> list[str]:
@@ -76,7 +66,7 @@ def test_off_by_default(tmp_path):
     assert resp.content_type == "application/json" and resp.json["errors"]
 
 
-def test_path_is_configurable_and_checked(tmp_path):
+def test_path_is_configurable_and_checked(tmp_path, make_app):
     app = make_app(tmp_path, ui={"path": "/catalog/"}, auth=False)
     client = app.test_client()
     assert client.get("/catalog/").status_code == 200
@@ -92,7 +82,7 @@ def test_environment_enables_it(tmp_path):
     assert app.test_client().get("/browse/").status_code == 200
 
 
-def test_visibility_follows_the_access_rules(tmp_path):
+def test_visibility_follows_the_access_rules(tmp_path, make_app):
     client = make_app(tmp_path).test_client()
     # Anonymous callers have no catalog right: each repository is asked about.
     assert repos(client.get("/ui/")) == ["public/app", "public/tools"]
@@ -114,7 +104,7 @@ def test_visibility_follows_the_access_rules(tmp_path):
         assert repos(resp) == [] and 'id="failed"' in resp.get_data(as_text=True)
 
 
-def test_login_asks_the_browser_for_basic_credentials(tmp_path):
+def test_login_asks_the_browser_for_basic_credentials(tmp_path, make_app):
     client = make_app(tmp_path).test_client()
     resp = client.get("/ui/login?next=/ui/r/team/web")
     assert resp.status_code == 401
@@ -129,7 +119,7 @@ def test_login_asks_the_browser_for_basic_credentials(tmp_path):
     assert 'id="user">bob<' in page and "builder" not in page
 
 
-def test_open_registry_has_no_sign_in(tmp_path):
+def test_open_registry_has_no_sign_in(tmp_path, make_app):
     client = make_app(tmp_path, auth=False).test_client()
     page = client.get("/ui/").get_data(as_text=True)
     assert repos(client.get("/ui/")) == ["private/secret", "public/app", "public/tools", "team/web"]
@@ -164,7 +154,7 @@ def test_token_auth_sign_in_with_a_token(tmp_path):
     assert 'id="user"' not in client.get("/ui/").get_data(as_text=True)
 
 
-def test_pages_and_limits(tmp_path):
+def test_pages_and_limits(tmp_path, make_app):
     app = make_app(tmp_path, auth=False)
     client = app.test_client()
     for i in range(7):
@@ -178,7 +168,7 @@ def test_pages_and_limits(tmp_path):
     assert repos(client.get("/ui/?q=r6&fragment=1")) == ["many/r6"]
 
 
-def test_read_budget_bounds_a_sparse_page(tmp_path, monkeypatch):
+def test_read_budget_bounds_a_sparse_page(tmp_path, monkeypatch, make_app):
     from cargohold_ui import views
 
     monkeypatch.setattr(views, "WALK_BUDGET", 2)
@@ -189,7 +179,7 @@ def test_read_budget_bounds_a_sparse_page(tmp_path, monkeypatch):
     assert repos(client.get(nxt, headers=BOB)) == ["team/web"]
 
 
-def test_tags_and_manifest(tmp_path):
+def test_tags_and_manifest(tmp_path, make_app):
     app = make_app(tmp_path, auth=False)
     client = app.test_client()
     digest = put_image(client, "multi/app", ["b", "a", "c"], arch="arm64", entrypoint=("/usr/bin/env", "run me"))
@@ -210,7 +200,7 @@ def test_tags_and_manifest(tmp_path):
     "/ui/r/public/app/-/manifest/.bad", "/ui/r/public/app/-/manifest/nope", "/ui/r/nope/nope",
     "/ui/r/public/app/-/delete?tag=1.0", "/ui/nothing/here", "/ui/r/" + "a" * 300,
 ])
-def test_bad_paths_are_html_404s(tmp_path, path):
+def test_bad_paths_are_html_404s(tmp_path, path, make_app):
     client = make_app(tmp_path, auth=False).test_client()
     resp = client.get(path)
     assert resp.status_code == 404, resp.get_data(as_text=True)[:500]
@@ -218,7 +208,7 @@ def test_bad_paths_are_html_404s(tmp_path, path):
     assert "Content-Security-Policy" in resp.headers
 
 
-def test_security_headers(tmp_path):
+def test_security_headers(tmp_path, make_app):
     client = make_app(tmp_path, auth=False).test_client()
     for path in ("/ui/", "/ui/r/public/app", "/ui/r/public/app/-/manifest/1.0", "/ui/login"):
         resp = client.get(path)
@@ -229,7 +219,7 @@ def test_security_headers(tmp_path):
         assert "<script>" not in body and "style=" not in body and "http://" not in body.replace("http://localhost", "")
 
 
-def test_delete_needs_the_setting_the_storage_switch_and_the_right(tmp_path):
+def test_delete_needs_the_setting_the_storage_switch_and_the_right(tmp_path, make_app):
     app = make_app(tmp_path, ui={"delete": True})
     client = app.test_client()
     assert "Delete" not in client.get("/ui/r/public/app").get_data(as_text=True)  # anonymous
@@ -254,7 +244,7 @@ def test_delete_needs_the_setting_the_storage_switch_and_the_right(tmp_path):
 
 
 @pytest.mark.parametrize("ui,storage_delete", [({}, True), ({"delete": True}, False)])
-def test_delete_is_off_unless_both_switches_are_on(tmp_path, ui, storage_delete):
+def test_delete_is_off_unless_both_switches_are_on(tmp_path, ui, storage_delete, make_app):
     app = make_app(tmp_path, ui=ui, storage={"inmemory": {}, "delete": {"enabled": storage_delete}})
     client = app.test_client()
     assert "Delete" not in client.get("/ui/r/team/web", headers=ALICE).get_data(as_text=True)
