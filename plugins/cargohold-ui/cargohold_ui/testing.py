@@ -23,7 +23,9 @@ FLAGS = ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic", "-
          "--disable-background-networking", "--disable-component-update", "--disable-sync",
          "--disable-default-apps", "--disable-extensions", "--no-default-browser-check",
          "--disable-domain-reliability", "--disable-client-side-phishing-detection",
-         "--metrics-recording-only", "--password-store=basic", "--use-mock-keychain")
+         "--metrics-recording-only", "--password-store=basic", "--use-mock-keychain",
+         # No name or address but the loopback one resolves: nothing outside is reachable.
+         "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE localhost, EXCLUDE 127.0.0.1")
 
 
 def _first(candidates, env_var: str) -> str:
@@ -44,7 +46,10 @@ class Browser:
             from selenium.webdriver.chrome.service import Service
         except ImportError:
             pytest.fail(f"selenium is not installed; {INSTALL_HINT}", pytrace=False)
-        # Given both paths, selenium never runs selenium-manager; offline in case.
+        # Given the driver's path, selenium never runs selenium-manager (which
+        # would download a browser): pointed at /bin/false, it would fail the
+        # test if it ever did.
+        os.environ["SE_MANAGER_PATH"] = "/bin/false"
         os.environ["SE_OFFLINE"] = "true"
         binary = _first(CHROMIUM, "CARGOHOLD_TEST_CHROMIUM")
         driver_path = _first(CHROMEDRIVER, "CARGOHOLD_TEST_CHROMEDRIVER")
@@ -55,6 +60,7 @@ class Browser:
             options.add_argument(flag)
         options.add_argument(f"--user-data-dir={self.profile}")
         options.add_argument(f"--window-size={width},{height}")
+        options.set_capability("goog:loggingPrefs", {"browser": "ALL", "performance": "ALL"})
         self.log_path = os.path.join(self.profile, "chromedriver.log")
         self.driver = webdriver.Chrome(options=options, service=Service(driver_path, log_output=self.log_path))
         self.driver.set_page_load_timeout(30)
@@ -64,6 +70,16 @@ class Browser:
             self.driver.quit()
         finally:
             shutil.rmtree(self.profile, ignore_errors=True)
+
+    def requested_urls(self) -> list[str]:
+        """Every URL the browser sent a request for since the last call
+        (from its performance log)."""
+        urls = []
+        for entry in self.driver.get_log("performance"):
+            message = json.loads(entry["message"])["message"]
+            if message.get("method") == "Network.requestWillBeSent":
+                urls.append(message["params"]["request"]["url"])
+        return urls
 
     def cdp(self, command: str, params: dict | None = None) -> dict:
         return self.driver.execute_cdp_cmd(command, params or {})

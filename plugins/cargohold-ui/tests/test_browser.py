@@ -219,6 +219,12 @@ def test_security_headers_and_no_outside_resources(site, alice):
     r = requests.get(f"{site.url}/ui/", timeout=10)
     csp = r.headers["Content-Security-Policy"]
     assert "default-src 'self'" in csp and "script-src 'self'" in csp and "unsafe-inline" not in csp
+    alice.requested_urls()
+    alice.driver.get(f"{site.url}/ui/r/public/app/-/manifest/1.0")
+    alice.driver.get(f"{site.url}/ui/?q=app")
+    requested = alice.requested_urls()
+    assert f"{site.url}/ui/static/ui.js" in requested and f"{site.url}/ui/static/ui.css" in requested
+    assert [u for u in requested if not u.startswith((site.url, "data:"))] == []
     alice.driver.get(f"{site.url}/ui/r/public/app/-/manifest/1.0")
     sources = alice.driver.execute_script(
         "return performance.getEntriesByType('resource').map(e => e.name)"
