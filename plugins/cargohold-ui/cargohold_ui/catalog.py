@@ -34,6 +34,9 @@ log = logging.getLogger("cargohold.ui")
 SEARCH_TTL = 10.0
 #: A config larger than this is not read for its summary.
 MAX_CONFIG_BYTES = 1 << 20
+#: An index's total size is added up over at most this many images (each
+#: one manifest read); a larger index shows its size as unknown.
+MAX_CHILDREN_SIZED = 64
 #: Annotations buildx puts on the attestation entries of an index.
 REFERENCE_TYPE = "vnd.docker.reference.type"
 
@@ -323,12 +326,15 @@ class Catalog:
         artifact_type = doc.get("artifactType") if isinstance(doc.get("artifactType"), str) else ""
         if media_type in INDEX_TYPES:
             platforms, total = [], 0
-            for child in _descriptors(doc.get("manifests")):
-                if _is_attestation(child):
-                    continue
+            images = [d for d in _descriptors(doc.get("manifests")) if not _is_attestation(d)]
+            if len(images) > MAX_CHILDREN_SIZED:
+                total = None
+            for child in images:
                 p = _platform(child.get("platform"))
                 if p:
                     platforms.append(p)
+                if total is None:
+                    continue
                 sub = self.summary(child["digest"], _depth + 1) if _depth < 2 else None
                 if sub is None or sub.size is None or total is None:
                     total = None
@@ -359,8 +365,9 @@ class Catalog:
             return None
         _, doc, _ = found
         children = []
-        for d in _descriptors(doc.get("manifests")):
-            sub = self.summary(d["digest"])
+        descriptors = _descriptors(doc.get("manifests"))
+        for d in descriptors:
+            sub = self.summary(d["digest"]) if len(descriptors) <= MAX_CHILDREN_SIZED else None
             children.append(Child(
                 d["digest"], str(d.get("mediaType", "")), _size(d),
                 str(_platform(d.get("platform")) or ""),

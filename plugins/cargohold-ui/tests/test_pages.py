@@ -250,3 +250,19 @@ def test_delete_is_off_unless_both_switches_are_on(tmp_path, ui, storage_delete,
     assert "Delete" not in client.get("/ui/r/team/web", headers=ALICE).get_data(as_text=True)
     assert client.post("/ui/r/team/web/-/delete", data={"tag": "1.0", "confirm": "1.0"},
                        headers=ALICE).status_code == 404
+
+
+def test_a_large_index_is_summarised_without_reading_every_image(tmp_path, make_app):
+    app = make_app(tmp_path, auth=False)
+    client = app.test_client()
+    children = []
+    for i in range(70):
+        digest = put_image(client, "wide/app", [f"arch{i}"], arch=f"arch{i:02d}", headers={})
+        children.append({"mediaType": "application/vnd.oci.image.manifest.v1+json", "digest": digest,
+                         "size": 1, "platform": {"os": "linux", "architecture": f"arch{i:02d}"}})
+    index = {"schemaVersion": 2, "mediaType": "application/vnd.oci.image.index.v1+json", "manifests": children}
+    push(client, "", "wide/app", "all", index, [], {})
+    row = client.get("/ui/r/wide/app?n=1").get_data(as_text=True)
+    assert "+58 more" in row and row.count('class="platform"') == 12
+    page = client.get("/ui/r/wide/app/-/manifest/all").get_data(as_text=True)
+    assert page.count('class="child"') == 70 and "linux/arch69" in page
