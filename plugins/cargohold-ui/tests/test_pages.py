@@ -20,7 +20,7 @@ CONFIG_TYPE = "application/vnd.oci.image.config.v1+json"
 
 
 def put_image(client, name: str, tags: list[str], arch: str = "amd64", entrypoint=("/bin/app",),
-              headers: dict | None = None) -> str:
+              headers: dict | None = None, base: str = "") -> str:
     """Push a one-layer image to ``name`` under ``tags`` over the API; its digest."""
     config = json.dumps({"os": "linux", "architecture": arch, "created": "2026-01-01T00:00:00Z",
                          "config": {"Entrypoint": list(entrypoint), "Labels": {"team": "core"}},
@@ -31,7 +31,7 @@ def put_image(client, name: str, tags: list[str], arch: str = "amd64", entrypoin
                 "layers": [descriptor(layer, "application/vnd.oci.image.layer.v1.tar+gzip")]}
     digest = ""
     for tag in tags:
-        digest = push(client, "", name, tag, manifest, [config, layer], headers if headers is not None else ALICE)
+        digest = push(client, base, name, tag, manifest, [config, layer], headers if headers is not None else ALICE)
     return digest
 
 
@@ -48,8 +48,9 @@ def make_app(auth_section):
             config[key] = value
         app = create_app(config=config, environ={})
         client = app.test_client()
+        base = (extra.get("http") or {}).get("prefix", "")
         for name in ("public/app", "public/tools", "private/secret", "team/web"):
-            put_image(client, name, ["1.0", "latest"])
+            put_image(client, name, ["1.0", "latest"], base=base)
         return app
 
     return make
@@ -266,3 +267,13 @@ def test_a_large_index_is_summarised_without_reading_every_image(tmp_path, make_
     assert "+58 more" in row and row.count('class="platform"') == 12
     page = client.get("/ui/r/wide/app/-/manifest/all").get_data(as_text=True)
     assert page.count('class="child"') == 70 and "linux/arch69" in page
+
+
+def test_below_the_http_prefix(tmp_path, make_app):
+    app = make_app(tmp_path, auth=False, http={"prefix": "/registry"})
+    client = app.test_client()
+    page = client.get("/registry/ui/r/public/app/-/manifest/1.0").get_data(as_text=True)
+    assert 'href="/registry/ui/static/ui.css"' in page and 'href="/registry/ui/r/public/app"' in page
+    assert "docker pull localhost/registry/public/app:1.0" in page
+    assert client.get("/registry/ui/r/nope").status_code == 404
+    assert client.get("/registry/ui/r/nope").content_type.startswith("text/html")
