@@ -12,7 +12,7 @@ answered like one that does not exist.
 from __future__ import annotations
 
 import re
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit
 
 from flask import Blueprint, Response, abort, current_app, g, redirect, render_template, request, url_for
 
@@ -75,7 +75,7 @@ def _ask(access: list[Access]) -> Grant | None:
     try:
         grant = authorize(_state().auth, _auth_request(), access)
     except (Unauthorized, Denied) as e:
-        g.ui_challenge = e.headers.get("WWW-Authenticate") if getattr(e, "headers", None) else None
+        g.ui_challenge = e.headers.get("WWW-Authenticate")
         return None
     g.ui_user = grant.user
     return grant
@@ -107,6 +107,15 @@ def _may_delete(name: str) -> bool:
 
 
 # -- helpers ---------------------------------------------------------------------
+
+
+def _same_origin() -> bool:
+    """Whether the request comes from a page of this registry, by the
+    browser's ``Sec-Fetch-Site`` and ``Origin`` headers (where sent)."""
+    if request.headers.get("Sec-Fetch-Site", "same-origin") != "same-origin":
+        return False
+    origin = request.headers.get("Origin")
+    return not origin or urlsplit(origin).netloc == request.host
 
 
 def _page_size() -> int:
@@ -300,8 +309,7 @@ def make_blueprint(prefix: str) -> Blueprint:
                 abort(404)
         if request.method == "GET":
             return _render("delete.html", name=name, tag=tag, digest=digest)
-        if request.headers.get("Sec-Fetch-Site", "same-origin") != "same-origin" or \
-                request.form.get("confirm") != (tag or digest):
+        if not _same_origin() or request.form.get("confirm") != (tag or digest):
             abort(403)
         manifests = _catalog().registry.manifests
         try:

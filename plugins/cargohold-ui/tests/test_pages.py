@@ -232,9 +232,11 @@ def test_delete_needs_the_setting_the_storage_switch_and_the_right(tmp_path, mak
     # From another site, or without the confirmation, nothing is deleted.
     assert client.post("/ui/r/team/web/-/delete", data={"tag": "1.0", "confirm": "1.0"},
                        headers={**ALICE, "Sec-Fetch-Site": "cross-site"}).status_code == 403
+    assert client.post("/ui/r/team/web/-/delete", data={"tag": "1.0", "confirm": "1.0"},
+                       headers={**ALICE, "Origin": "https://elsewhere.test"}).status_code == 403
     assert client.post("/ui/r/team/web/-/delete", data={"tag": "1.0"}, headers=ALICE).status_code == 403
     resp = client.post("/ui/r/team/web/-/delete", data={"tag": "1.0", "confirm": "1.0"},
-                       headers={**ALICE, "Sec-Fetch-Site": "same-origin"})
+                       headers={**ALICE, "Sec-Fetch-Site": "same-origin", "Origin": "http://localhost"})
     assert resp.status_code == 303
     assert client.get("/v2/team/web/tags/list", headers=ALICE).json["tags"] == ["latest"]
     # A manifest by digest, tags with it.
