@@ -12,7 +12,7 @@ answered like one that does not exist.
 from __future__ import annotations
 
 import re
-from urllib.parse import quote, urlsplit
+from urllib.parse import urlsplit
 
 from flask import Blueprint, Response, abort, current_app, g, redirect, render_template, request, url_for
 
@@ -178,7 +178,7 @@ def make_blueprint(prefix: str) -> Blueprint:
         if _ask([]) is not None:
             return None
         challenge = g.get("ui_challenge") or ""
-        resp = _render("login.html", status=401, failed=True, sign_in=False, token_form=False,
+        resp = _render("cargohold_ui/login.html", status=401, failed=True, sign_in=False, token_form=False,
                        next=url_for("ui.repositories"))
         if challenge.lower().startswith("basic") and request.headers.get("Authorization"):
             resp.headers["WWW-Authenticate"] = challenge
@@ -190,9 +190,8 @@ def make_blueprint(prefix: str) -> Blueprint:
             resp.headers.setdefault(key, value)
         return resp
 
-    bp.add_app_template_filter(human_size, "size")
-    bp.add_app_template_filter(lambda d: d.partition(":")[2][:12] if d else "", "short")
-    bp.add_app_template_global(lambda s: quote(s, safe=""), "q")
+    bp.add_app_template_filter(human_size, "ui_size")
+    bp.add_app_template_filter(lambda d: d.partition(":")[2][:12] if d else "", "ui_short")
 
     @bp.route("/")
     def repositories():
@@ -218,7 +217,8 @@ def make_blueprint(prefix: str) -> Blueprint:
         if page.next_last:
             more = url_for("ui.repositories", **{k: v for k, v in (("q", query), ("n", request.args.get("n")),
                                                                    ("last", page.next_last)) if v})
-        template = "_repository_rows.html" if request.args.get("fragment") else "repositories.html"
+        fragment = request.args.get("fragment")
+        template = "cargohold_ui/_repository_rows.html" if fragment else "cargohold_ui/repositories.html"
         return _render(template, repositories=page.items, query=query, more=more, first=last is None,
                        partial=page.partial)
 
@@ -255,7 +255,7 @@ def make_blueprint(prefix: str) -> Blueprint:
             more = (url_for("ui.repository", name=name, last=page.next_last, n=request.args.get("n"))
                     if page.next_last else None)
         rows = catalog.tag_rows(name, chosen, pushed)
-        return _render("repository.html", name=name, rows=rows, total=len(tags), sort=sort, more=more,
+        return _render("cargohold_ui/repository.html", name=name, rows=rows, total=len(tags), sort=sort, more=more,
                        may_delete=_may_delete(name))
 
     @bp.route("/r/<path:name>/-/manifest/<reference>")
@@ -285,7 +285,7 @@ def make_blueprint(prefix: str) -> Blueprint:
         if detail is None:
             abort(404)
         return _render(
-            "manifest.html", name=name, tag=tag, digest=digest, detail=detail,
+            "cargohold_ui/manifest.html", name=name, tag=tag, digest=digest, detail=detail,
             config=image_config_summary(detail.config), referrers=catalog.referrers(name, digest),
             commands=commands(name, tag or digest, detail.summary.kind),
             pushed_iso=iso_time(catalog.pushed(name, tag)) if tag else "",
@@ -308,7 +308,7 @@ def make_blueprint(prefix: str) -> Blueprint:
             except RegistryError:
                 abort(404)
         if request.method == "GET":
-            return _render("delete.html", name=name, tag=tag, digest=digest)
+            return _render("cargohold_ui/delete.html", name=name, tag=tag, digest=digest)
         if not _same_origin() or request.form.get("confirm") != (tag or digest):
             abort(403)
         manifests = _catalog().registry.manifests
@@ -344,10 +344,10 @@ def make_blueprint(prefix: str) -> Blueprint:
             return redirect(target, 303)
         challenge = g.get("ui_challenge") or ""
         if challenge.lower().startswith("basic"):
-            resp = _render("login.html", status=401, token_form=False, next=target)
+            resp = _render("cargohold_ui/login.html", status=401, token_form=False, next=target)
             resp.headers["WWW-Authenticate"] = challenge
             return resp
-        return _render("login.html", status=401 if challenge else 200, token_form=bool(challenge),
+        return _render("cargohold_ui/login.html", status=401 if challenge else 200, token_form=bool(challenge),
                        no_auth=not challenge, next=target)
 
     @bp.route("/logout", methods=["POST"])
@@ -363,7 +363,7 @@ def render_error(error: RegistryError) -> Response:
     """An error of a catalog page as an HTML page (the API keeps its JSON)."""
     status = error.status
     message = "Not found" if status == 404 else (error.message or "Error")
-    resp = _render("error.html", status=status, message=message, code=error.code, status_code=status)
+    resp = _render("cargohold_ui/error.html", status=status, message=message, code=error.code, status_code=status)
     # The page's status and headers are the error's (Allow, Retry-After), but
     # not a challenge: signing in is the sign-in page's business.
     for key, value in error.headers.items():
