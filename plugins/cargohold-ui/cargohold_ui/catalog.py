@@ -396,6 +396,7 @@ def image_config_summary(config: dict | None) -> dict:
         return {}
     inner = config.get("config") if isinstance(config.get("config"), dict) else {}
     labels = inner.get("Labels") if isinstance(inner.get("Labels"), dict) else {}
+    ports = inner.get("ExposedPorts")
 
     def words(value) -> str:
         if isinstance(value, list):
@@ -409,7 +410,7 @@ def image_config_summary(config: dict | None) -> dict:
         "cmd": words(inner.get("Cmd")),
         "workdir": str(inner.get("WorkingDir") or ""),
         "user": str(inner.get("User") or ""),
-        "ports": sorted(str(p) for p in (inner.get("ExposedPorts") or {})) if isinstance(inner.get("ExposedPorts"), dict) else [],
+        "ports": sorted(str(p) for p in ports) if isinstance(ports, dict) else [],
         "labels": {str(k): str(v) for k, v in sorted(labels.items())},
     }
 

@@ -60,7 +60,8 @@ def site(tmp_path_factory, auth_section):
                         "--dest-creds", "alice:wonderland")
         auth = basic("alice", "wonderland")
         subject = tagged(tmp / "image", "1.0")
-        registry.sbom = push_referrer(registry.url, auth, "public/app", subject, SBOM_TYPE, b'{"spdxVersion":"SPDX-2.3"}')
+        sbom = b'{"spdxVersion":"SPDX-2.3"}'
+        registry.sbom = push_referrer(registry.url, auth, "public/app", subject, SBOM_TYPE, sbom)
         registry.signature = push_referrer(registry.url, auth, "public/app", subject, SIGNATURE_TYPE, b"signed")
         registry.image_digest = subject["digest"]
         registry.host = registry.url.split("://")[1]
