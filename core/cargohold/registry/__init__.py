@@ -3,9 +3,11 @@ tags, referrers and the catalog.  Nothing here knows about HTTP."""
 
 from __future__ import annotations
 
+from typing import Iterator
+
 from cargohold.gc.usage import DEFAULT_GRACE, UsageRecorder
 from cargohold.registry.blobs import BlobStore
-from cargohold.registry.catalog import repositories
+from cargohold.registry.catalog import iter_repositories, repositories
 from cargohold.registry.manifests import DEFAULT_CACHE_BYTES, Manifests
 from cargohold.registry.uploads import Uploads
 from cargohold.storage.driver import StorageDriver
@@ -25,6 +27,11 @@ class Registry:
 
     def repositories(self) -> list[str]:
         return repositories(self.driver)
+
+    def iter_repositories(self, last: str | None = None) -> Iterator[str]:
+        """The repository names after ``last``, in lexical order, listed
+        lazily: the way to read one page of a large catalog."""
+        return iter_repositories(self.driver, last)
 
 
 __all__ = ["Registry"]
