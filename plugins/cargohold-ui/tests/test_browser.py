@@ -91,10 +91,18 @@ def alice(site):
     browser.close()
 
 
-def wait_for(condition, timeout: float = 5.0):
+def wait_for(condition, timeout: float = 15.0):
+    """Poll ``condition`` until it is true.  The page's script redraws lists
+    as it filters, so an element read a moment ago may be gone: that counts
+    as "not yet" (a busy machine makes it likelier, not different)."""
+    from selenium.common.exceptions import StaleElementReferenceException
+
     deadline = time.monotonic() + timeout
     while True:
-        value = condition()
+        try:
+            value = condition()
+        except StaleElementReferenceException:
+            value = None
         if value or time.monotonic() > deadline:
             return value
         time.sleep(0.05)
