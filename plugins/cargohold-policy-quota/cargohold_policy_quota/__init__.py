@@ -46,7 +46,7 @@ from prometheus_client.core import GaugeMetricFamily
 from cargohold import hookimpl
 from cargohold.config import ConfigError, Duration, Size, check_section
 from cargohold.errors import Denied
-from cargohold.events import BLOB_MEDIA_TYPE, DELETE, MOUNT, PUSH
+from cargohold.events import BLOB_MEDIA_TYPE, DELETE, MOUNT, PULL, PUSH
 from cargohold.registry.catalog import repositories
 
 log = logging.getLogger("cargohold.policy.quota")
@@ -137,11 +137,30 @@ class Quotas:
         self.registry = registry
         self.refresh = refresh
         self.scanned_at = 0.0
+        self._journal: list | None = None  # events seen while a scan runs
 
     # -- usage ---------------------------------------------------------------
 
     def scan(self) -> None:
-        """Read every rule's usage from the storage, replacing what was counted."""
+        """Read every rule's usage from the storage, replacing what was
+        counted.  Events arriving meanwhile (other requests go on while the
+        storage is read) are applied again to the result, as the listing
+        may have missed their change."""
+        if self._journal is not None:
+            return  # a scan is under way
+        self._journal = journal = []
+        try:
+            fresh = self._read_usage()
+        finally:
+            self._journal = None
+        for old, new in zip(self.rules, fresh):
+            old.links, old.sizes, old.repositories, old.used_bytes = (
+                new.links, new.sizes, new.repositories, new.used_bytes)
+        for event in journal:
+            self.cargohold_registry_event(event)
+        self.scanned_at = time.monotonic()
+
+    def _read_usage(self) -> list[Rule]:
         fresh = [Rule(r.namespace, r.max_bytes, r.max_repositories) for r in self.rules]
         blobs = self.registry.blobs
         for repository in repositories(self.registry.driver):
@@ -156,10 +175,7 @@ class Quotas:
                     continue  # a dangling link (its blob swept): serves nothing, counts nothing
                 for rule in covering:
                     rule.add_link(repository, digest, size)
-        for old, new in zip(self.rules, fresh):
-            old.links, old.sizes, old.repositories, old.used_bytes = (
-                new.links, new.sizes, new.repositories, new.used_bytes)
-        self.scanned_at = time.monotonic()
+        return fresh
 
     def current(self, repository: str) -> list[Rule]:
         """The rules covering ``repository``, their usage re-read from the
@@ -199,6 +215,10 @@ class Quotas:
     @hookimpl
     def cargohold_registry_event(self, event):
         action = event.action
+        if action == PULL:
+            return
+        if self._journal is not None:
+            self._journal.append(event)
         if action == PUSH or action == MOUNT:
             covering = [r for r in self.rules if r.covers(event.repository)]
             for rule in covering:
