@@ -8,10 +8,8 @@ import pytest
 
 from cargohold import hookimpl
 from cargohold.errors import Denied
-from cargohold.storage import paths
-from cargohold.storage.driver import PathNotFound
-
-from tests.api.helpers import digest_of, error_code, image_manifest, push_blob, push_image, put_manifest
+from .helpers import (ReportLog, blob_stored, digest_of, error_code, image_manifest, push_blob, push_image, put_manifest,
+                      upload_sessions)
 
 HOOKS = ("cargohold_before_blob_upload", "cargohold_before_blob_commit", "cargohold_before_blob_mount",
          "cargohold_before_tag_put", "cargohold_before_delete")
@@ -56,21 +54,6 @@ class Policy:
                    tags=tags)
 
 
-def stored(state, digest: str) -> bool:
-    try:
-        state.driver.stat(paths.blob_data(digest))
-        return True
-    except PathNotFound:
-        return False
-
-
-def upload_sessions(state, name: str) -> list[str]:
-    try:
-        return state.driver.list(paths.uploads(name))
-    except PathNotFound:
-        return []
-
-
 def assert_denied(resp, hook: str) -> None:
     assert resp.status_code == 403, resp.data
     assert error_code(resp) == "DENIED"
@@ -95,7 +78,7 @@ def test_monolithic_upload_refused_before_any_byte_is_stored(client, state):
     assert_denied(resp, "cargohold_before_blob_upload")
     assert policy.seen("cargohold_before_blob_upload") == [{"repository": "app", "size": len(data), "digest": digest}]
     assert policy.seen("cargohold_before_blob_commit") == []
-    assert not stored(state, digest)
+    assert not blob_stored(state, digest)
     assert client.head(f"/v2/app/blobs/{digest}").status_code == 404
 
 
@@ -135,7 +118,7 @@ def test_commit_refused_leaves_no_blob_and_no_session(client, state, whole):
         resp = client.put(f"/v2/app/blobs/uploads/{upload_id}?digest={digest}")
     assert_denied(resp, "cargohold_before_blob_commit")
     assert policy.seen("cargohold_before_blob_commit") == [{"repository": "app", "digest": digest, "size": len(data)}]
-    assert not stored(state, digest)
+    assert not blob_stored(state, digest)
     assert client.head(f"/v2/app/blobs/{digest}").status_code == 404
     assert client.get(f"/v2/app/blobs/uploads/{upload_id}").status_code == 404
     assert upload_sessions(state, "app") == []
@@ -255,17 +238,8 @@ class Broken:
         raise RuntimeError("policy database at /srv/secret is gone")
 
 
-class Reports:
-    def __init__(self):
-        self.errors = []
-
-    @hookimpl
-    def cargohold_report_exception(self, error):
-        self.errors.append(error)
-
-
 def test_a_broken_policy_fails_closed_with_503_and_is_reported(client, state):
-    reports = Reports()
+    reports = ReportLog()
     state.pm.register(Broken(), name="broken-policy")
     state.pm.register(reports)
     data = b"bytes"
@@ -277,7 +251,7 @@ def test_a_broken_policy_fails_closed_with_503_and_is_reported(client, state):
         "detail": {"plugin": "broken-policy", "hook": "cargohold_before_blob_commit"}}]}
     assert b"secret" not in resp.data and b"Traceback" not in resp.data
     assert [type(e) for e in reports.errors] == [RuntimeError]
-    assert not stored(state, digest)
+    assert not blob_stored(state, digest)
 
 
 def test_hooks_without_implementations_are_not_called(client, state):

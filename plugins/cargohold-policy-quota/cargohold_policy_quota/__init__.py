@@ -187,23 +187,24 @@ class Quotas:
 
     # -- policy hooks --------------------------------------------------------
 
-    @hookimpl
-    def cargohold_before_blob_upload(self, repository, size, digest):
+    def check_blob(self, repository: str, digest: str | None, size: int | None) -> None:
+        """Refuse a blob of ``size`` bytes (``None``: not known yet) coming
+        into ``repository`` if it takes a rule over its quota."""
         for rule in self.current(repository):
             rule.check_repository(repository)
             rule.check_bytes(digest, size)
+
+    @hookimpl
+    def cargohold_before_blob_upload(self, repository, size, digest):
+        self.check_blob(repository, digest, size)
 
     @hookimpl
     def cargohold_before_blob_commit(self, repository, digest, size):
-        for rule in self.current(repository):
-            rule.check_repository(repository)
-            rule.check_bytes(digest, size)
+        self.check_blob(repository, digest, size)
 
     @hookimpl
     def cargohold_before_blob_mount(self, repository, digest, size):
-        for rule in self.current(repository):
-            rule.check_repository(repository)
-            rule.check_bytes(digest, size)
+        self.check_blob(repository, digest, size)
 
     @hookimpl
     def cargohold_before_manifest_put(self, repository):
