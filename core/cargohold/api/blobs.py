@@ -124,6 +124,15 @@ def _upload_check(name: str, size: int | None, digest: str | None = None) -> Non
     policy.check(state().pm, "cargohold_before_blob_upload", repository=name, size=size, digest=digest)
 
 
+def _chunk_check(name: str, upload_id: str, length: int | None) -> None:
+    """:func:`_upload_check` for bytes appended to a session: the size is the
+    session's bytes plus ``length`` (``None`` if not given).  An unknown
+    session is BLOB_UPLOAD_UNKNOWN first, as without a policy."""
+    if policy.active(state().pm, "cargohold_before_blob_upload"):
+        received = registry().uploads.size(name, upload_id)
+        _upload_check(name, None if length is None else received + length)
+
+
 def _parse_range_unit(header: str) -> bool:
     return header.partition("=")[0].strip().lower() == "bytes"
 
@@ -191,8 +200,7 @@ def upload_chunk(name: str, upload_id: str):
     if rng is not None and length is not None and rng[1] - rng[0] + 1 != length:
         raise RangeInvalid("Content-Range and Content-Length disagree",
                            detail={"Content-Range": request.headers.get("Content-Range"), "Content-Length": length})
-    if policy.active(state().pm, "cargohold_before_blob_upload"):
-        _upload_check(name, None if length is None else reg.uploads.size(name, upload_id) + length)
+    _chunk_check(name, upload_id, length)
     try:
         size = reg.uploads.append(name, upload_id, body_chunks(), start=rng[0] if rng else None, length=length)
     except RangeInvalid as e:
@@ -225,8 +233,7 @@ def finish_upload(name: str, upload_id: str):
         events.emit(events.PUSH, name, digest, events.BLOB_MEDIA_TYPE, size)
         return empty(201, {"Location": _blob_location(name, digest), "Docker-Content-Digest": digest})
     if length or rng or chunked:
-        if policy.active(state().pm, "cargohold_before_blob_upload"):
-            _upload_check(name, None if length is None else reg.uploads.size(name, upload_id) + length)
+        _chunk_check(name, upload_id, length)
         try:
             reg.uploads.append(name, upload_id, body_chunks(), start=rng[0] if rng else None, length=length)
         except RangeInvalid as e:
