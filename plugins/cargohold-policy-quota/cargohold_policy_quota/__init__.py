@@ -48,6 +48,7 @@ from cargohold.config import ConfigError, Duration, Size, check_section
 from cargohold.errors import Denied
 from cargohold.events import BLOB_MEDIA_TYPE, DELETE, MOUNT, PULL, PUSH
 from cargohold.registry.catalog import repositories
+from cargohold.storage.driver import StorageError
 
 log = logging.getLogger("cargohold.policy.quota")
 
@@ -269,6 +270,11 @@ def cargohold_startup(app):
     state = app.extensions["cargohold"]
     refresh = section.get("refresh")
     quotas = Quotas(rules, state.registry, DEFAULT_REFRESH if refresh is None else refresh)
-    quotas.scan()
+    try:
+        quotas.scan()
+    except StorageError as e:
+        # Not a reason to stay down: the first push reads it again (and is
+        # refused with 503 while the storage fails).
+        log.warning("quota usage could not be read from the storage yet: %s", e)
     state.pm.register(quotas, name=PLUGIN_NAME)
     state.metrics.add_collector(quotas)
