@@ -12,7 +12,10 @@ Hooks are grouped by phase:
   ``cargohold_notification_sinks``, ``cargohold_blueprints``;
 * lifecycle: ``cargohold_startup``, ``cargohold_shutdown``;
 * command line: ``cargohold_cli_commands``;
-* policy (inside requests): ``cargohold_before_manifest_put``;
+* policy (inside requests, errors not isolated): ``cargohold_before_blob_upload``,
+  ``cargohold_before_blob_commit``, ``cargohold_before_blob_mount``,
+  ``cargohold_before_manifest_put``, ``cargohold_before_tag_put``,
+  ``cargohold_before_delete``;
 * events: ``cargohold_registry_event``;
 * reporting: ``cargohold_wrap_wsgi``, ``cargohold_report_exception``,
   ``cargohold_request_finished``, ``cargohold_error_response``.
@@ -156,15 +159,91 @@ def cargohold_cli_commands(subparsers: Any, parents: "list[argparse.ArgumentPars
 
 
 # -- policy ------------------------------------------------------------------
+#
+# Policy hooks run inside a write request, before the change is made, and are
+# called through :func:`cargohold.policy.check`: one pluggy call, skipped when
+# no plugin implements the hook.  Unlike events and reporting, their errors
+# are NOT isolated: the first implementation that raises ends the call and
+# the request.  Raise a :class:`cargohold.errors.RegistryError` (``Denied``
+# for a refusal: 403 DENIED, with a message naming the rule) and the client
+# receives exactly that error; nothing of the refused change is visible
+# afterwards.  Any other exception is a broken policy: it is logged with the
+# plugin's name, passed to ``cargohold_report_exception``, and the request
+# fails closed with 503 UNAVAILABLE (never a traceback, never a 500), so a
+# policy that cannot decide never lets a change through.  Implementations
+# run on the request path: keep them cheap, and read storage only for what
+# the decision needs.  The changes a policy allowed are observed, once
+# committed, through ``cargohold_registry_event``.
+
+
+@hookspec
+def cargohold_before_blob_upload(repository: str, size: int | None, digest: str | None) -> None:
+    """Called before a request stores blob bytes in ``repository``: a
+    ``POST`` that starts an upload (session or monolithic), a ``PATCH``
+    chunk, and a ``PUT`` that carries the whole blob, before any byte of its
+    body is read.  ``size`` is the blob's total size once this request's
+    bytes are in (the bytes already received plus ``Content-Length``), or
+    ``None`` when unknown (a session start, a chunked body).  ``digest`` is
+    the digest the client declared (monolithic ``POST ?digest=``, whole-blob
+    ``PUT``), else ``None``.  Refusing stores nothing and, for a ``PATCH``
+    or ``PUT``, leaves the session as it was (purged by age if abandoned).
+    A mount is not an upload: see ``cargohold_before_blob_mount``.
+    """
+
+
+@hookspec
+def cargohold_before_blob_commit(repository: str, digest: str, size: int) -> None:
+    """Called once an uploaded blob's bytes are verified against ``digest``
+    (``size`` bytes, final), before they enter the blob store and before the
+    blob is linked into ``repository``.  Called whether or not the blob is
+    already stored or linked (a re-push).  Refusing leaves nothing visible:
+    the bytes are dropped, the upload session ended, the blob not linked.
+    """
+
+
+@hookspec
+def cargohold_before_blob_mount(repository: str, from_repository: str, digest: str, size: int) -> None:
+    """Called before the blob ``digest`` (``size`` bytes) of
+    ``from_repository`` is linked into ``repository`` by a cross-repository
+    mount (``POST ?mount=&from=``), once it is known to be mountable (an
+    unmountable blob falls back to an upload session, which
+    ``cargohold_before_blob_upload`` sees).  Refusing fails the request
+    with that error; nothing is linked and no session is started.
+    """
 
 
 @hookspec
 def cargohold_before_manifest_put(repository: str, reference: str, manifest: "Manifest") -> None:
     """Called after a pushed manifest is parsed and validated, before it is
-    stored.  ``reference`` is the tag or digest from the URL; ``manifest`` is
-    a :class:`cargohold.manifests.Manifest` (media type, digest, raw bytes,
-    parsed JSON).  Raise a :class:`cargohold.errors.RegistryError` (e.g.
-    ``Denied``) to reject the push; the client receives that error.
+    stored, once per tag it is pushed with (else once, with its digest).
+    ``reference`` is that tag or the digest; ``manifest`` is a
+    :class:`cargohold.manifests.Manifest` (media type, digest, raw bytes,
+    parsed JSON).  Refusing stores nothing of the manifest.
+    """
+
+
+@hookspec
+def cargohold_before_tag_put(repository: str, tag: str, old_digest: str | None, new_digest: str) -> None:
+    """Called before ``tag`` in ``repository`` is pointed at the manifest
+    ``new_digest`` (a manifest ``PUT`` by tag, or by digest with
+    ``?tag=``), after ``cargohold_before_manifest_put``.  ``old_digest`` is
+    the manifest the tag points at now, ``None`` for a new tag; equal to
+    ``new_digest`` when the same manifest is pushed again.  Refusing stores
+    nothing of the manifest and moves no tag of the request.
+    """
+
+
+@hookspec
+def cargohold_before_delete(repository: str, kind: str, reference: str, digest: str | None,
+                            tags: list[str]) -> None:
+    """Called before a delete in ``repository`` is carried out (deletes
+    enabled, the target exists).  ``kind`` is ``"manifest"`` (``reference``
+    and ``digest`` are its digest; ``tags`` every tag pointing at it, which
+    the delete removes too), ``"tag"`` (``reference`` is the tag, ``digest``
+    the manifest it points at, ``tags`` is ``[reference]``) or ``"blob"``
+    (``reference`` and ``digest`` the blob's digest; ``tags`` empty).
+    Refusing deletes nothing.  The garbage collector does not call it: it
+    removes only what no tag or manifest reaches.
     """
 
 

@@ -128,6 +128,14 @@ class RegistryMetrics:
         self._storage = self.histograms["storage_operation_duration_seconds"]
         self._uploads = self.gauges["uploads_in_flight"]
         self._flusher = None
+        self._collectors: list = []
+
+    def add_collector(self, collector) -> None:
+        """Serve a plugin's metrics with the registry's: ``collector`` has the
+        prometheus_client ``Collector`` protocol (``collect()`` yielding metric
+        families), asked at each scrape of this process.  Its metrics are this
+        process's own, not summed over the worker processes."""
+        self._collectors.append(collector)
 
     @classmethod
     def from_environ(cls) -> "RegistryMetrics":
@@ -274,6 +282,13 @@ class RegistryMetrics:
             for key, value in sorted(values.items()):
                 family.add_metric([str(k) for k in key], value[0] if isinstance(value, list) else value)
             yield family
+        for collector in self._collectors:
+            try:
+                families = list(collector.collect())
+            except Exception:  # a plugin's broken collector must not cost the registry's metrics
+                log.exception("metrics collector %r failed", collector)
+                continue
+            yield from families
 
     def exposition(self) -> tuple[bytes, str]:
         """``(body, content_type)`` of a scrape, in Prometheus' text format."""

@@ -6,6 +6,8 @@ import hashlib
 import json
 
 from cargohold import hookimpl
+from cargohold.storage import paths
+from cargohold.storage.driver import PathNotFound
 
 OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
 OCI_INDEX = "application/vnd.oci.image.index.v1+json"
@@ -63,6 +65,23 @@ def push_image(client, name: str, tag: str | None = "latest", layer: bytes = b"l
     assert resp.status_code == 201, resp.data
     assert resp.headers["Docker-Content-Digest"] == digest
     return digest, raw
+
+
+def upload_sessions(state, name: str) -> list[str]:
+    """The upload session directories of repository ``name`` in the app's storage."""
+    try:
+        return state.driver.list(paths.uploads(name))
+    except PathNotFound:
+        return []
+
+
+def blob_stored(state, digest: str) -> bool:
+    """Whether the blob store holds bytes under ``digest``."""
+    try:
+        state.driver.stat(paths.blob_data(digest))
+        return True
+    except PathNotFound:
+        return False
 
 
 class EventLog:

@@ -9,24 +9,9 @@ import pytest
 
 from cargohold.errors import NotFound
 from cargohold.storage import paths
-from cargohold.storage.driver import PathNotFound
 
-from .helpers import OCI_MANIFEST, digest_of, error_code, image_manifest, push_blob, put_manifest
-
-
-def upload_sessions(state, name: str) -> list[str]:
-    try:
-        return state.driver.list(paths.uploads(name))
-    except PathNotFound:
-        return []
-
-
-def blob_stored(state, digest: str) -> bool:
-    try:
-        state.driver.stat(paths.blob_data(digest))
-        return True
-    except PathNotFound:
-        return False
+from .helpers import (OCI_MANIFEST, blob_stored, digest_of, error_code, image_manifest, push_blob, put_manifest,
+                      upload_sessions)
 
 
 # -- digest verification -------------------------------------------------------------

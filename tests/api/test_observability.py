@@ -11,6 +11,7 @@ import shutil
 
 import gevent
 import pytest
+from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.parser import text_string_to_metric_families
 from werkzeug.test import Client
 
@@ -154,6 +155,28 @@ def test_notification_metrics(state, client):
     scraped = scrape(client)
     assert value(scraped, "cargohold_notification_queue_depth", endpoint="audit") == 3
     assert value(scraped, "cargohold_notification_failures_total", endpoint="audit") == 2
+
+
+class PluginGauge:
+    def collect(self):
+        family = GaugeMetricFamily("plugin_things", "Things a plugin counts", labels=["kind"])
+        family.add_metric(["a"], 42)
+        yield family
+
+
+class BrokenCollector:
+    def collect(self):
+        raise RuntimeError("collector bug")
+        yield
+
+
+def test_plugin_collectors_are_served_and_a_broken_one_costs_only_itself(state, client, caplog):
+    state.metrics.add_collector(BrokenCollector())
+    state.metrics.add_collector(PluginGauge())
+    scraped = scrape(client)
+    assert value(scraped, "plugin_things", kind="a") == 42
+    assert value(scraped, "cargohold_uploads_in_flight") == 0
+    assert "collector bug" in caplog.text
 
 
 class MetricsAuth:

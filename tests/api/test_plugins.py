@@ -181,8 +181,11 @@ def test_unhandled_error_is_reported_without_credentials(client, state):
         "X-Trace": "trace-123",
     })
 
-    assert resp.status_code == 500
-    assert resp.get_json() == {"errors": [{"code": "UNKNOWN", "message": "internal server error", "detail": None}]}
+    # A broken policy fails closed (503), reported like any unexpected error.
+    assert resp.status_code == 503
+    [error] = resp.get_json()["errors"]
+    assert error["code"] == "UNAVAILABLE" and error["message"] == "a policy check failed; try again later"
+    assert error["detail"]["hook"] == "cargohold_before_manifest_put"
     assert b"kaboom" not in resp.data and b"Traceback" not in resp.data and b"secret" not in resp.data
     # The raising reporter neither broke the response nor silenced the others.
     assert broken.calls == 1
@@ -565,7 +568,7 @@ def test_tracing_shows_every_hook_call(make_app, monkeypatch, capfd):
     push_blob(client, "app/web", b"traced")
     client.get("/v2/app/web/manifests/missing")
     raw = image_manifest(client, "app/web")
-    assert put_manifest(client, "app/web", "v1", raw).status_code == 500  # Explodes; reported
+    assert put_manifest(client, "app/web", "v1", raw).status_code == 503  # Explodes: a broken policy, reported
     app.cargohold_shutdown()
     traced = capfd.readouterr().err
     for hook in ("cargohold_config_schema", "cargohold_storage_drivers", "cargohold_auth_providers",

@@ -15,8 +15,8 @@ from cargohold.api.base import (
     state,
     v2,
 )
-from cargohold import events
-from cargohold.errors import DigestInvalid, RangeInvalid
+from cargohold import events, policy
+from cargohold.errors import BlobUnknown, DigestInvalid, RangeInvalid
 from cargohold.reference import check_algorithm, check_digest
 
 
@@ -99,6 +99,40 @@ def get_blob(name: str, digest: str):
     return resp
 
 
+def _commit_check(name: str, session: str | None = None):
+    """The ``before_commit`` check of an upload into ``name``: the
+    ``cargohold_before_blob_commit`` policy, or ``None`` when no plugin has
+    one.  A refusal also ends the upload ``session``, if given (a whole blob
+    sent to a session, as :meth:`Uploads.finish` ends its own)."""
+    pm = state().pm
+    if not policy.active(pm, "cargohold_before_blob_commit"):
+        return None
+
+    def check(digest: str, size: int) -> None:
+        try:
+            policy.check(pm, "cargohold_before_blob_commit", repository=name, digest=digest, size=size)
+        except BaseException:
+            if session is not None:
+                registry().uploads.discard(name, session)
+            raise
+
+    return check
+
+
+def _upload_check(name: str, size: int | None, digest: str | None = None) -> None:
+    """The ``cargohold_before_blob_upload`` policy, before a request's blob bytes are read."""
+    policy.check(state().pm, "cargohold_before_blob_upload", repository=name, size=size, digest=digest)
+
+
+def _chunk_check(name: str, upload_id: str, length: int | None) -> None:
+    """:func:`_upload_check` for bytes appended to a session: the size is the
+    session's bytes plus ``length`` (``None`` if not given).  An unknown
+    session is BLOB_UPLOAD_UNKNOWN first, as without a policy."""
+    if policy.active(state().pm, "cargohold_before_blob_upload"):
+        received = registry().uploads.size(name, upload_id)
+        _upload_check(name, None if length is None else received + length)
+
+
 def _parse_range_unit(header: str) -> bool:
     return header.partition("=")[0].strip().lower() == "bytes"
 
@@ -107,7 +141,14 @@ def _parse_range_unit(header: str) -> bool:
 def delete_blob(name: str, digest: str):
     require_deletes()
     check_digest(digest)
-    registry().blobs.unlink(name, digest)
+    reg = registry()
+    pm = state().pm
+    if policy.active(pm, "cargohold_before_delete"):
+        if not reg.blobs.is_linked(name, digest):
+            raise BlobUnknown(detail={"digest": digest})
+        policy.check(pm, "cargohold_before_delete", repository=name, kind="blob", reference=digest, digest=digest,
+                     tags=[])
+    reg.blobs.unlink(name, digest)
     events.emit(events.DELETE, name, digest=digest)
     return empty(202, {"Docker-Content-Digest": digest})
 
@@ -124,6 +165,8 @@ def start_upload(name: str):
     if mount:
         check_digest(mount)
         if source and reg.blobs.rely_on_link(source, mount) and reg.blobs.size(mount) is not None:
+            policy.check(state().pm, "cargohold_before_blob_mount", repository=name, from_repository=source,
+                         digest=mount, size=reg.blobs.size(mount))
             if not reg.blobs.is_linked(name, mount):
                 reg.blobs.link(name, mount)
             events.emit(events.MOUNT, name, mount, events.BLOB_MEDIA_TYPE, reg.blobs.size(mount), from_repository=source)
@@ -133,9 +176,12 @@ def start_upload(name: str):
     algorithm = check_algorithm(args.get("digest-algorithm", "sha256"))
     if digest is not None:
         check_digest(digest)
-        size = reg.uploads.put_whole(name, digest, body_chunks(), length=content_length())
+        length = content_length()
+        _upload_check(name, length, digest)
+        size = reg.uploads.put_whole(name, digest, body_chunks(), length=length, before_commit=_commit_check(name))
         events.emit(events.PUSH, name, digest, events.BLOB_MEDIA_TYPE, size)
         return empty(201, {"Location": _blob_location(name, digest), "Docker-Content-Digest": digest})
+    _upload_check(name, None)
     upload_id = reg.uploads.start(name, algorithm)
     return empty(202, _upload_headers(name, upload_id, 0))
 
@@ -154,6 +200,7 @@ def upload_chunk(name: str, upload_id: str):
     if rng is not None and length is not None and rng[1] - rng[0] + 1 != length:
         raise RangeInvalid("Content-Range and Content-Length disagree",
                            detail={"Content-Range": request.headers.get("Content-Range"), "Content-Length": length})
+    _chunk_check(name, upload_id, length)
     try:
         size = reg.uploads.append(name, upload_id, body_chunks(), start=rng[0] if rng else None, length=length)
     except RangeInvalid as e:
@@ -175,8 +222,10 @@ def finish_upload(name: str, upload_id: str):
     chunked = length is None and request.headers.get("Transfer-Encoding", "").lower() == "chunked"
     if (length or chunked) and (rng is None or rng[0] == 0) and reg.uploads.size(name, upload_id) == 0:
         # The whole blob in this one request: straight into the blob store.
+        _upload_check(name, length, digest)
         try:
-            size = reg.uploads.put_whole(name, digest, body_chunks(), length=length)
+            size = reg.uploads.put_whole(name, digest, body_chunks(), length=length,
+                                         before_commit=_commit_check(name, upload_id))
         except DigestInvalid:
             reg.uploads.discard(name, upload_id)  # as finish() does: the session is spent
             raise
@@ -184,12 +233,13 @@ def finish_upload(name: str, upload_id: str):
         events.emit(events.PUSH, name, digest, events.BLOB_MEDIA_TYPE, size)
         return empty(201, {"Location": _blob_location(name, digest), "Docker-Content-Digest": digest})
     if length or rng or chunked:
+        _chunk_check(name, upload_id, length)
         try:
             reg.uploads.append(name, upload_id, body_chunks(), start=rng[0] if rng else None, length=length)
         except RangeInvalid as e:
             e.headers.update(_upload_headers(name, upload_id, reg.uploads.size(name, upload_id)))
             raise
-    size = reg.uploads.finish(name, upload_id, digest)
+    size = reg.uploads.finish(name, upload_id, digest, before_commit=_commit_check(name))
     events.emit(events.PUSH, name, digest, events.BLOB_MEDIA_TYPE, size)
     return empty(201, {"Location": _blob_location(name, digest), "Docker-Content-Digest": digest})
 

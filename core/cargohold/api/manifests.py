@@ -5,7 +5,7 @@ from __future__ import annotations
 from flask import Response, request
 
 from cargohold.api.base import content_length, empty, location, read_body, registry, require_deletes, state, v2
-from cargohold import events
+from cargohold import events, policy
 from cargohold.errors import DigestInvalid, ManifestTooLarge, ManifestUnknown, TagInvalid
 from cargohold.manifests import parse
 from cargohold.reference import algorithm_of, check_digest, check_tag, is_digest
@@ -89,9 +89,13 @@ def put_manifest(name: str, reference: str):
         raise DigestInvalid("manifest digest does not match the reference",
                              detail={"reference": reference, "actual": manifest.digest})
     reg.manifests.check_references(name, manifest)
-    hook = state().pm.hook.cargohold_before_manifest_put
+    pm = state().pm
     for ref in tags or [manifest.digest]:
-        hook(repository=name, reference=ref, manifest=manifest)
+        policy.check(pm, "cargohold_before_manifest_put", repository=name, reference=ref, manifest=manifest)
+    if tags and policy.active(pm, "cargohold_before_tag_put"):
+        for tag in tags:
+            policy.check(pm, "cargohold_before_tag_put", repository=name, tag=tag,
+                         old_digest=reg.manifests.tag_target(name, tag), new_digest=manifest.digest)
     reg.manifests.put(name, manifest, tags)
     for tag in tags or [None]:
         events.emit(events.PUSH, name, manifest.digest, manifest.media_type, len(manifest.raw), tag=tag)
@@ -113,10 +117,20 @@ def put_manifest(name: str, reference: str):
 def delete_manifest(name: str, reference: str):
     require_deletes()
     reg = registry()
+    pm = state().pm
+    check = policy.active(pm, "cargohold_before_delete")
     if _existing_reference(reference):
+        if check:
+            if not reg.manifests.has_revision(name, reference):
+                raise ManifestUnknown(detail={"digest": reference})
+            policy.check(pm, "cargohold_before_delete", repository=name, kind="manifest", reference=reference,
+                         digest=reference, tags=reg.manifests.tags_of(name, reference))
         reg.manifests.delete(name, reference)
         events.emit(events.DELETE, name, digest=reference)
     else:
+        if check:
+            policy.check(pm, "cargohold_before_delete", repository=name, kind="tag", reference=reference,
+                         digest=reg.manifests.resolve_tag(name, reference), tags=[reference])
         reg.manifests.delete_tag(name, reference)
         # As the reference's TagDeleted: the tag, not the manifest it named.
         events.emit(events.DELETE, name, tag=reference)

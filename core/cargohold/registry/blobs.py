@@ -46,6 +46,21 @@ class BlobStore:
         except PathNotFound:
             return False
 
+    def links(self, name: str) -> list[str]:
+        """The digests of every blob linked into repository ``name`` (empty
+        for a repository without blobs, or none at all)."""
+        found = []
+        try:
+            alg_dirs = self.driver.list(paths.layers(name))
+        except PathNotFound:
+            return found
+        for alg_dir in alg_dirs:
+            try:
+                found += [paths.digest_from_leaf_pair(d) for d in self.driver.list(alg_dir)]
+            except PathNotFound:
+                continue
+        return found
+
     def rely_on_link(self, name: str, digest: str) -> bool:
         """:meth:`is_linked`, for a request that acts on the answer (a HEAD
         before skipping an upload, a mount, a manifest naming the blob): the

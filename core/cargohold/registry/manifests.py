@@ -135,10 +135,9 @@ class Manifests:
         it, and its referrer entry."""
         if not self.has_revision(name, digest):
             raise ManifestUnknown(detail={"digest": digest})
-        for tag in self.tags(name):
+        for tag in self.tags_of(name, digest):
             try:
-                if self.resolve_tag(name, tag) == digest:
-                    self.delete_tag(name, tag)
+                self.delete_tag(name, tag)
             except ManifestUnknown:
                 pass
         try:
@@ -212,6 +211,24 @@ class Manifests:
         try:
             return self.content(digest)[1]
         except (ManifestUnknown, ValueError):  # not stored, or not a manifest
+            return None
+
+    def tags_of(self, name: str, digest: str) -> list[str]:
+        """The tags of ``name`` pointing at the manifest ``digest``."""
+        found = []
+        for tag in self.tags(name):
+            try:
+                if self.resolve_tag(name, tag) == digest:
+                    found.append(tag)
+            except ManifestUnknown:
+                pass  # deleted meanwhile
+        return found
+
+    def tag_target(self, name: str, tag: str) -> str | None:
+        """The digest ``tag`` points at, or ``None`` when there is no such tag."""
+        try:
+            return self.resolve_tag(name, tag)
+        except ManifestUnknown:
             return None
 
     def delete_tag(self, name: str, tag: str) -> None:

@@ -18,7 +18,7 @@ import logging
 import re
 import time
 import uuid
-from typing import Iterable
+from typing import Callable, Iterable
 
 from cargohold.errors import BlobUploadInvalid, BlobUploadUnknown, DigestInvalid, RangeInvalid, SizeInvalid
 from cargohold.lru import LRU
@@ -28,6 +28,10 @@ from cargohold.storage import paths
 from cargohold.storage.driver import PathNotFound, StorageDriver
 
 log = logging.getLogger(__name__)
+
+#: A check run between an upload's verification and its commit:
+#: ``(digest, size)``, raising to refuse (see ``cargohold_before_blob_commit``).
+BeforeCommit = Callable[[str, int], None]
 
 UPLOAD_ID_RE = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 
@@ -118,7 +122,8 @@ class Uploads:
             self._hashers.put(upload_id, (total, hasher))
         return total
 
-    def put_whole(self, name: str, digest: str, chunks: Iterable[bytes], length: int | None = None) -> int:
+    def put_whole(self, name: str, digest: str, chunks: Iterable[bytes], length: int | None = None,
+                  before_commit: BeforeCommit | None = None) -> int:
         """Store a blob that arrives whole in one request (monolithic
         ``POST ?digest=``, or a ``PUT`` carrying the entire body) straight
         into the blob store.  A new-file writer stays invisible until
@@ -126,7 +131,9 @@ class Uploads:
         files are needed.  The bytes are written even when the blob seems
         stored already: only at the end (:meth:`BlobStore.claim`) is that
         known for sure, as the garbage collector may be removing it.  When it
-        is there, the new copy is dropped.  Returns the size."""
+        is there, the new copy is dropped.  ``before_commit(digest, size)``
+        runs once the digest matched, before anything is committed or
+        linked; if it raises, the bytes are dropped.  Returns the size."""
         hasher = new_hasher(algorithm_of(digest))
         writer = self.driver.writer(paths.blob_data(digest))
         received = 0
@@ -140,6 +147,8 @@ class Uploads:
             actual = f"{hasher.name}:{hasher.hexdigest()}"
             if actual != digest:
                 raise DigestInvalid(detail={"expected": digest, "actual": actual})
+            if before_commit is not None:
+                before_commit(digest, received)
             if self.blobs.claim(digest):
                 writer.cancel()
             else:
@@ -153,11 +162,14 @@ class Uploads:
         self.blobs.link(name, digest)
         return received
 
-    def finish(self, name: str, upload_id: str, digest: str, expected_size: int | None = None) -> int:
+    def finish(self, name: str, upload_id: str, digest: str, expected_size: int | None = None,
+               before_commit: BeforeCommit | None = None) -> int:
         """Verify the received bytes against ``digest`` and move them into
         the blob store, then link the blob into ``name`` and end the session.
         On a mismatch the session is removed and DIGEST_INVALID raised: no
-        blob becomes visible.  Returns the blob size."""
+        blob becomes visible.  ``before_commit(digest, size)`` runs once the
+        digest matched, before the move; if it raises, the session is
+        removed in the same way.  Returns the blob size."""
         self._state(name, upload_id)
         path = paths.upload_data(name, upload_id)
         size = self._data_size(name, upload_id)
@@ -173,6 +185,12 @@ class Uploads:
         if actual != digest:
             self.discard(name, upload_id)
             raise DigestInvalid(detail={"expected": digest, "actual": actual})
+        if before_commit is not None:
+            try:
+                before_commit(digest, size)
+            except BaseException:
+                self.discard(name, upload_id)
+                raise
         if not self.blobs.claim(digest):
             self.driver.move(path, paths.blob_data(digest))
         # else: another upload committed the same bytes first; keep that copy.
