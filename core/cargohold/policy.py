@@ -17,6 +17,7 @@ from __future__ import annotations
 import logging
 
 import pluggy
+from flask import has_request_context
 
 from cargohold.errors import RegistryError, Unavailable
 from cargohold.plugins import call_each, failing_impl
@@ -46,6 +47,7 @@ def check(pm: pluggy.PluginManager, hook_name: str, **kwargs) -> None:
         impl = failing_impl(hook, error)
         plugin = impl.plugin_name if impl is not None else "?"
         log.error("policy plugin %r failed in %s; the request is refused", plugin, hook_name, exc_info=error)
-        call_each(pm, "cargohold_report_exception", error=error, request_info=request_info())
+        call_each(pm, "cargohold_report_exception", error=error,
+                  request_info=request_info() if has_request_context() else {})
         raise Unavailable("a policy check failed; try again later",
                           detail={"plugin": plugin, "hook": hook_name}) from None

@@ -58,4 +58,7 @@ def run_command(args: argparse.Namespace) -> int:
     for deletion in report.skipped:
         print(f"left {deletion.repository} {deletion.tag or deletion.digest}: changed since it was selected",
               file=sys.stderr)
+    for deletion, message in report.refused:
+        print(f"left {deletion.repository} {deletion.tag or deletion.digest}: refused by a policy: {message}",
+              file=sys.stderr)
     return 0

@@ -26,9 +26,9 @@ import logging
 import time
 from typing import Any
 
-from cargohold import events
+from cargohold import events, policy
 from cargohold.config import ConfigError
-from cargohold.errors import ManifestUnknown, NameUnknown
+from cargohold.errors import ManifestUnknown, NameUnknown, RegistryError
 from cargohold.gc.lease import Lease, store_now
 from cargohold.storage import paths
 from cargohold.storage.driver import PathNotFound
@@ -88,6 +88,9 @@ class Report:
     deletions: list[Deletion] = dataclasses.field(default_factory=list)
     #: Selected but left: pushed again or newly tagged since the selection.
     skipped: list[Deletion] = dataclasses.field(default_factory=list)
+    #: Selected but refused by a policy plugin (``cargohold_before_delete``,
+    #: e.g. an immutable tag), with the policy's message.
+    refused: list[tuple[Deletion, str]] = dataclasses.field(default_factory=list)
 
     @property
     def tags_deleted(self) -> int:
@@ -102,7 +105,8 @@ class Report:
                 "repositories": self.repositories, "tags_kept": self.tags_kept,
                 "tags_deleted": self.tags_deleted, "manifests_deleted": self.manifests_deleted,
                 "deletions": [d.as_dict() for d in self.deletions],
-                "skipped": [d.as_dict() for d in self.skipped]}
+                "skipped": [d.as_dict() for d in self.skipped],
+                "refused": [{**d.as_dict(), "message": message} for d, message in self.refused]}
 
 
 def run(app, dry_run: bool | None = None, unless_within: float | None = None) -> Report | None:
@@ -167,12 +171,14 @@ def _repository(state, repository: str, rules: list[Rule], report: Report, lease
         return  # deleted meanwhile
     report.repositories += 1
     now = report.started
-    doomed_tags = select_tags(repository, tags, rules, now)
+    # A tag a policy keeps keeps its manifest: ask before choosing manifests.
+    doomed_tags = _allowed(state.pm, select_tags(repository, tags, rules, now), report)
     gone = {d.tag for d in doomed_tags}
     kept = [t for t in tags if t.tag not in gone]
     report.tags_kept += len(kept)
     doomed_manifests = select_untagged(repository, kept, manifests.revisions(repository), rules, now,
                                        lambda roots: manifests.reachable(repository, roots))
+    doomed_manifests = _allowed(state.pm, doomed_manifests, report)
     if report.dry_run:
         report.deletions += doomed_tags + doomed_manifests
         return
@@ -200,6 +206,30 @@ def _repository(state, repository: str, rules: list[Rule], report: Report, lease
         except ManifestUnknown:
             continue
         _deleted(state, deletion, report)
+
+
+def _allowed(pm, selected: list[Deletion], report: Report) -> list[Deletion]:
+    """The deletions the policy plugins allow, asked as for an API
+    ``DELETE`` (a tag, or an untagged manifest); refusals go to
+    ``report.refused``.  Dry runs ask too: a check changes nothing."""
+    if not selected or not policy.active(pm, "cargohold_before_delete"):
+        return selected
+    allowed = []
+    for deletion in selected:
+        if deletion.tag is not None:
+            target = {"kind": "tag", "reference": deletion.tag, "tags": [deletion.tag]}
+        else:
+            target = {"kind": "manifest", "reference": deletion.digest, "tags": []}
+        try:
+            policy.check(pm, "cargohold_before_delete", repository=deletion.repository, digest=deletion.digest,
+                         **target)
+        except RegistryError as refusal:
+            report.refused.append((deletion, refusal.message))
+            log.info("retention left %s %s: refused by a policy: %s", deletion.repository,
+                     deletion.tag or deletion.digest, refusal.message)
+            continue
+        allowed.append(deletion)
+    return allowed
 
 
 def _deleted(state, deletion: Deletion, report: Report) -> None:

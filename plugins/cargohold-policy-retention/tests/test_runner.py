@@ -212,3 +212,31 @@ def test_a_deleted_tag_leaves_its_manifest():
     assert client.get("/v2/r/manifests/b").status_code == 200
     # Without an untagged rule the manifest stays, reachable by digest.
     assert client.get(f"/v2/r/manifests/{first}").status_code == 200
+
+
+class RefuseTag:
+    """A delete policy, as the immutable-tag plugin is one: ``v1`` stays."""
+
+    @hookimpl
+    def cargohold_before_delete(self, repository, kind, reference, digest, tags):
+        from cargohold.errors import Denied
+
+        if "v1" in tags:
+            raise Denied("v1 is protected")
+
+
+def test_a_policy_refusing_a_delete_keeps_the_tag_and_its_manifest():
+    app, events = make_app(rules=[{"repositories": "*", "tags": "*", "keep": 0},
+                                  {"repositories": "*", "untagged": True, "olderthan": "0s"}])
+    app.extensions["cargohold"].pm.register(RefuseTag(), name="refuse-v1")
+    protected = put(app, "r", ["v1"], "first")
+    put(app, "r", ["v2"], "second")
+
+    dry = runner.run(app, dry_run=True)
+    assert [(d.tag, message) for d, message in dry.refused] == [("v1", "v1 is protected")]
+    assert protected not in [d.digest for d in dry.deletions]  # its tag stays, so does it
+    report = runner.run(app)
+    assert [d.tag for d in report.deletions if d.tag] == ["v2"]
+    assert tag_names(app, "r") == ["v1"]
+    assert report.as_dict()["refused"][0]["message"] == "v1 is protected"
+    assert [e["target"].get("tag") for e in events.seen if e["target"].get("tag")] == ["v2"]
