@@ -1,4 +1,3 @@
-"""cargohold-size-limit: refuse manifests larger than ``sizelimit.maxbytes``."""
 from flask import current_app
 from cargohold import hookimpl
 from cargohold.config import Size
@@ -16,4 +15,5 @@ def refuse_over_limit(repository: str, size: int | None) -> None:
         raise Denied(f"{size} bytes is over the limit of {limit}", detail={"repository": repository, "limit": limit})
 
 
-cargohold_before_manifest_put = hookimpl(lambda repository, manifest: refuse_over_limit(repository, len(manifest.raw)))
+cargohold_before_blob_upload = hookimpl(lambda repository, size: refuse_over_limit(repository, size))
+cargohold_before_blob_commit = hookimpl(lambda repository, size: refuse_over_limit(repository, size))
