@@ -30,6 +30,8 @@ Phases, each one pass over its part of the store:
    have lapsed, or a marker has been up longer than half of
    :data:`cargohold.gc.usage.STALE_CONDEMNED`: the links go back instead.
 7. **uploads**: purge upload sessions past the purge age.
+8. **index**: rebuild the listing index (:mod:`cargohold.registry.catalog`)
+   where the store uses one, so it lists what the run left.
 
 Memory: the marked set holds one 64-bit hash per reachable digest (a false
 match only keeps garbage; 66 MiB for a million), the scan one fan-out
@@ -52,7 +54,7 @@ from typing import Callable, Iterable, Iterator
 
 from cargohold.gc.lease import Lease, LeaseError
 from cargohold.gc.usage import STALE_CONDEMNED
-from cargohold.registry.catalog import repositories
+from cargohold.registry.catalog import Listings, repositories
 from cargohold.registry.uploads import Uploads
 from cargohold.registry.blobs import BlobStore
 from cargohold.storage import paths
@@ -188,8 +190,9 @@ class Collector:
                  dry_run: bool = False, upload_age: float | None = None,
                  on_delete: Callable[[str, str], None] | None = None, progress: Progress | None = None,
                  lease: Lease | None = None, batch: int = BATCH, workers: int = WORKERS,
-                 max_candidates: int = MAX_CANDIDATES):
+                 max_candidates: int = MAX_CANDIDATES, listings: Listings | None = None):
         self.driver = driver
+        self.listings = listings or Listings(driver)
         self.grace = grace
         self.delete_untagged = delete_untagged
         self.dry_run = dry_run
@@ -237,6 +240,9 @@ class Collector:
                 self._purge_uploads()
                 if not self.dry_run:
                     self.report.repositories_removed = len(set(repos) - set(repositories(self.driver)))
+            if not self.dry_run and self.listings.indexed:
+                with self._timed("index"):
+                    self.listings.rebuild()
         finally:
             self._pool.shutdown(wait=True)
             self.lease.release()

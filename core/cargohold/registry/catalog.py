@@ -1,17 +1,64 @@
-"""Listing the repositories of the registry."""
+"""Listing the repositories of the registry and the tags of each.
+
+Two sources give the same answers:
+
+* **Walking** the reference layout: ``repositories/`` for the catalog (a
+  ``list`` per directory), ``<name>/_manifests/tags/`` for the tags.  Cheap
+  on a local disk; on an object store it costs a request per repository, and
+  a request per thousand tags, on every page.
+* **The listing index** (:class:`IndexedList`), kept by the registry in the
+  store itself under ``/cargohold/index`` (see :mod:`cargohold.storage.paths`):
+  the catalog and each repository's tags as one sorted list object per
+  generation.  A page costs one ``list`` of a directory holding one or two
+  objects, plus one read when another process changed the list since this one
+  last read it, whatever the number of repositories or tags.
+
+:class:`Listings` picks the source (``storage.listing.mode``), keeps the
+index up to date on push and delete, falls back to walking (and rebuilds)
+when the index is missing or unreadable, and :meth:`Listings.rebuild` redoes
+it all from the layout (``cargohold index rebuild``, and every garbage
+collection).  The reference layout stays untouched, so the reference registry
+still reads (and writes) the same store; after the reference registry or an
+older cargohold wrote to it, rebuild the index.
+"""
 
 from __future__ import annotations
 
+import bisect
+import json
+import logging
+import random
+import time
+from concurrent.futures import ThreadPoolExecutor
+from typing import Callable, Iterable
+
+from cargohold.lru import LRU
 from cargohold.storage import paths
-from cargohold.storage.driver import PathNotFound, StorageDriver
+from cargohold.storage.driver import FileExists, PathNotFound, StorageDriver, StorageError
+from cargohold.storage.listcache import ListingCache
+
+log = logging.getLogger("cargohold.listing")
+
+#: ``storage.listing.mode`` values.
+MODES = ("auto", "index", "walk")
+#: Times a change is tried again after another process wrote the generation
+#: it meant to write.
+UPDATE_ATTEMPTS = 40
+#: Reads tried again when the generation listed was replaced and removed
+#: before it could be read.
+READ_ATTEMPTS = 5
+#: Index lists (and their generation) each process keeps decoded.
+CACHED_LISTS = 4096
+#: Repositories rebuilt at once by :meth:`Listings.rebuild`.
+REBUILD_WORKERS = 8
+FORMAT = 1
 
 
 def repositories(driver: StorageDriver) -> list[str]:
-    """Every repository name, in lexical order.  A repository is a directory
-    below ``repositories/`` holding ``_manifests`` or ``_layers``; names may
-    nest (``org/team/app``), so the walk descends into every directory whose
-    name does not start with ``_``."""
-    prefix = paths.REPOSITORIES + "/"
+    """Every repository name, in lexical order, by walking the layout.  A
+    repository is a directory below ``repositories/`` holding ``_manifests``
+    or ``_layers``; names may nest (``org/team/app``), so the walk descends
+    into every directory whose name does not start with ``_``."""
     found = []
     stack = [paths.REPOSITORIES]
     while stack:
@@ -23,12 +70,310 @@ def repositories(driver: StorageDriver) -> list[str]:
         is_repo = False
         for child in children:
             leaf = child.rpartition("/")[2]
-            if leaf.startswith("_"):
-                if leaf in ("_manifests", "_layers"):
+            if leaf.startswith(paths.LAYOUT_DIR_PREFIX):
+                if leaf in paths.REPOSITORY_MARKERS:
                     is_repo = True
             else:
                 stack.append(child)
         if is_repo:
-            found.append(d[len(prefix):])
+            found.append(paths.repository_from_dir(d))
     found.sort()
     return found
+
+
+def walk_tags(driver: StorageDriver, name: str, cache: ListingCache | None = None) -> list[str] | None:
+    """The tags of ``name`` by listing its tags directory (through ``cache``
+    if given); ``None`` when the repository does not exist."""
+    try:
+        if cache is not None:
+            return cache.names(paths.tags(name))
+        return [p.rpartition("/")[2] for p in driver.list(paths.tags(name))]
+    except PathNotFound:
+        try:
+            driver.stat(paths.repository(name))
+            return []
+        except PathNotFound:
+            return None
+
+
+class CorruptIndex(ValueError):
+    """An index object that is not a list this module wrote."""
+
+
+class IndexedList:
+    """A sorted list of names stored as generations under ``directory``.
+
+    Generation ``g`` is the object ``<directory>/<g, 12 digits>`` holding
+    ``{"format": 1, "names": [...]}``; the highest generation is the list.  A
+    change reads the highest generation ``g``, applies itself and writes
+    ``g + 1`` with the driver's conditional :meth:`StorageDriver.create`.  Of
+    several processes changing the list at once exactly one wins each
+    generation; the others apply their change again on top of the winner's,
+    so no change is lost however many registries share the store.  Once
+    ``g + 1`` is written, generations before ``g`` are deleted (``g`` stays a
+    while for readers that listed just before).
+
+    A missing list (no generation) or an unreadable one is built from
+    ``walk()``, the same answer from the reference layout: the highest
+    generation is noted *before* walking and the result written as the next
+    one, so a change that a concurrent writer made after the walk either
+    lands on top of the rebuilt list or makes the write fail and the walk
+    start again.
+
+    Each process keeps the lists it read, by generation: reading an unchanged
+    list costs one ``list`` of ``directory``.
+    """
+
+    def __init__(self, driver: StorageDriver, directory: str, cache: LRU):
+        self.driver = driver
+        self.directory = directory
+        self._cache = cache
+
+    # -- reading --------------------------------------------------------------------
+
+    def generations(self) -> list[int]:
+        """The generations present, lowest first."""
+        try:
+            children = self.driver.list(self.directory)
+        except PathNotFound:
+            return []
+        gens = (paths.index_generation_number(child) for child in children)
+        return sorted(g for g in gens if g is not None)
+
+    def _load(self, generation: int) -> list[str]:
+        """The names of one generation; :class:`PathNotFound` when it was
+        removed meanwhile, :class:`CorruptIndex` when unreadable."""
+        hit = self._cache.get(self.directory)
+        if hit is not None and hit[0] == generation:
+            return hit[1]
+        raw = self.driver.get_content(paths.index_generation(self.directory, generation))
+        try:
+            doc = json.loads(raw)
+            names = doc["names"] if doc.get("format") == FORMAT else None
+        except (ValueError, AttributeError, KeyError, TypeError):
+            names = None
+        if not isinstance(names, list) or not all(isinstance(n, str) for n in names) \
+                or any(a >= b for a, b in zip(names, names[1:])):
+            raise CorruptIndex(f"{paths.index_generation(self.directory, generation)} is not a listing index")
+        self._cache.put(self.directory, (generation, names))
+        return names
+
+    def read(self) -> list[str] | None:
+        """The list, or ``None`` when there is none or it is unreadable."""
+        for _ in range(READ_ATTEMPTS):
+            gens = self.generations()
+            if not gens:
+                return None
+            try:
+                return self._load(gens[-1])
+            except PathNotFound:
+                continue  # replaced and removed between the list and the read
+            except CorruptIndex as exc:
+                log.warning("listing index unreadable, walking instead: %s", exc)
+                return None
+        return None
+
+    # -- writing --------------------------------------------------------------------
+
+    def _write(self, gens: list[int], names: list[str]) -> bool:
+        """Write ``names`` as the generation after ``gens[-1]``; False when
+        another process wrote that generation first."""
+        head = gens[-1] if gens else 0
+        data = json.dumps({"format": FORMAT, "names": names}, separators=(",", ":")).encode()
+        try:
+            self.driver.create(paths.index_generation(self.directory, head + 1), data)
+        except FileExists:
+            return False
+        self._cache.put(self.directory, (head + 1, names))
+        for old in gens[:-1]:
+            try:
+                self.driver.delete(paths.index_generation(self.directory, old))
+            except PathNotFound:
+                pass  # another writer pruned it
+        return True
+
+    def update(self, add: Iterable[str] = (), remove: Iterable[str] = (),
+               walk: Callable[[], list[str] | None] = lambda: None) -> None:
+        """Add and remove names (after the layout was changed).  When there
+        is no readable list yet it is built from ``walk()`` (``None``: leave
+        it missing)."""
+        add, remove = set(add), set(remove)
+        for attempt in range(UPDATE_ATTEMPTS):
+            gens = self.generations()
+            names = None
+            if gens:
+                try:
+                    names = self._load(gens[-1])
+                except PathNotFound:
+                    continue
+                except CorruptIndex as exc:
+                    log.warning("listing index unreadable, rebuilding it: %s", exc)
+            current = names
+            if names is None:
+                names = walk()
+                if names is None:
+                    return
+            new = sorted((set(names) | add) - remove)
+            if new == current:
+                return
+            if self._write(gens, new):
+                return
+            _backoff(attempt)
+        raise StorageError(f"listing index {self.directory}: still contended after {UPDATE_ATTEMPTS} attempts; "
+                           "`cargohold index rebuild` repairs it", path=self.directory)
+
+    def rebuild(self, walk: Callable[[], list[str] | None]) -> list[str] | None:
+        """Replace the list with ``walk()`` (``None``: remove the list) and
+        return what was written."""
+        for attempt in range(UPDATE_ATTEMPTS):
+            gens = self.generations()
+            names = walk()
+            if names is None:
+                self.drop()
+                return None
+            names = sorted(set(names))
+            if self._write(gens, names):
+                return names
+            _backoff(attempt)
+        raise StorageError(f"listing index {self.directory}: still contended after {UPDATE_ATTEMPTS} attempts",
+                           path=self.directory)
+
+    def drop(self) -> None:
+        try:
+            self.driver.delete(self.directory)
+        except PathNotFound:
+            pass
+        self._cache.pop(self.directory)
+
+
+def _backoff(attempt: int) -> None:
+    time.sleep(random.uniform(0, 0.002 * (1 << min(attempt, 7))))
+
+
+class Listings:
+    """The catalog and tags lists of a store, from the listing index or by
+    walking (see the module docstring).  ``mode`` is ``storage.listing.mode``:
+    ``index``, ``walk``, or ``auto``: the index on stores that are not on a
+    local disk (:meth:`StorageDriver.local_directory` is ``None``) and can
+    create files conditionally.
+
+    The registry calls :meth:`repository_used` after writing a link or a
+    manifest into a repository and :meth:`tags_changed` after writing or
+    deleting tags; both are no-ops when walking.
+    """
+
+    def __init__(self, driver: StorageDriver, mode: str = "auto"):
+        if mode not in MODES:
+            raise ValueError(f"storage.listing.mode: expected one of {', '.join(MODES)}, got {mode!r}")
+        self.driver = driver
+        self.mode = mode
+        self._cache = LRU(CACHED_LISTS)
+        self._catalog = IndexedList(driver, paths.INDEX_CATALOG, self._cache)
+        self._enabled: bool | None = None if mode == "auto" else mode == "index"
+        #: Walking: directory listings reused while unchanged (local disks).
+        self._walk_cache = ListingCache(driver)
+
+    @property
+    def indexed(self) -> bool:
+        """Whether lists come from the index."""
+        if self._enabled is None:
+            self._enabled = self.driver.local_directory() is None and _can_create(self.driver)
+        return self._enabled
+
+    def _tags_index(self, name: str) -> IndexedList:
+        return IndexedList(self.driver, paths.index_tags(name), self._cache)
+
+    # -- reading --------------------------------------------------------------------------
+
+    def repositories(self) -> list[str]:
+        """Every repository name, in lexical order."""
+        if not self.indexed:
+            return repositories(self.driver)
+        names = self._catalog.read()
+        if names is None:
+            names = self._catalog.rebuild(lambda: repositories(self.driver))
+        return names
+
+    def tags(self, name: str) -> list[str] | None:
+        """The tags of ``name`` in lexical order; ``None`` when there is no
+        such repository."""
+        if not self.indexed:
+            return walk_tags(self.driver, name, self._walk_cache)
+        index = self._tags_index(name)
+        names = index.read()
+        if names is None:
+            names = index.rebuild(lambda: walk_tags(self.driver, name))
+        return names
+
+    # -- keeping the index ------------------------------------------------------------------
+
+    def repository_used(self, name: str) -> None:
+        """A link or manifest was just written into ``name``."""
+        if not self.indexed:
+            return
+        names = self._catalog.read()
+        if names is not None:
+            i = bisect.bisect_left(names, name)
+            if i < len(names) and names[i] == name:
+                return
+        self._catalog.update(add=[name], walk=lambda: repositories(self.driver))
+
+    def tags_changed(self, name: str, added: Iterable[str] = (), removed: Iterable[str] = ()) -> None:
+        """Tags of ``name`` were just written (``added``) or deleted."""
+        if not self.indexed:
+            return
+        self._tags_index(name).update(added, removed, walk=lambda: walk_tags(self.driver, name))
+
+    # -- repair -------------------------------------------------------------------------------
+
+    def indexed_repositories(self) -> list[str]:
+        """Repositories that have a tags list in the index."""
+        found = []
+        try:
+            for info in self.driver.walk(paths.INDEX_TAGS):
+                name = paths.repository_from_index_tags(info.path) if info.is_dir else None
+                if name is not None:
+                    found.append(name)
+        except PathNotFound:
+            pass
+        return found
+
+    def rebuild(self) -> dict:
+        """Rebuild the whole index from the layout: the catalog, the tags of
+        every repository, and no list for repositories that are gone.
+        Returns counts (``repositories``, ``tags``, ``dropped``)."""
+        names = self._catalog.rebuild(lambda: repositories(self.driver)) or []
+        with ThreadPoolExecutor(max_workers=REBUILD_WORKERS, thread_name_prefix="reindex") as pool:
+            lists = list(pool.map(lambda n: self._tags_index(n).rebuild(lambda: walk_tags(self.driver, n)), names))
+            gone = sorted(set(self.indexed_repositories()) - set(names))
+            list(pool.map(lambda n: self._tags_index(n).drop(), gone))
+        return {"repositories": len(names), "tags": sum(len(t or ()) for t in lists), "dropped": len(gone)}
+
+    def verify(self) -> list[str]:
+        """Where the index disagrees with the layout, one line each (empty
+        when it agrees or is not used)."""
+        if not self.indexed:
+            return []
+        problems = []
+        walked = repositories(self.driver)
+        indexed = self._catalog.read()
+        if indexed is None:
+            problems.append("catalog: no readable index")
+        else:
+            problems += [f"catalog: {n} missing" for n in sorted(set(walked) - set(indexed))]
+            problems += [f"catalog: {n} listed but gone" for n in sorted(set(indexed) - set(walked))]
+        for name in walked:
+            on_disk, listed = walk_tags(self.driver, name) or [], self._tags_index(name).read()
+            if listed is None:
+                problems.append(f"tags of {name}: no readable index")
+            elif listed != on_disk:
+                missing, extra = sorted(set(on_disk) - set(listed)), sorted(set(listed) - set(on_disk))
+                problems.append(f"tags of {name}: missing {missing}, listed but gone {extra}")
+        return problems
+
+
+def _can_create(driver: StorageDriver) -> bool:
+    """Whether ``driver`` implements :meth:`StorageDriver.create` (asked of
+    the class, without writing)."""
+    inner = getattr(driver, "driver", driver)  # the core's CheckedDriver wraps the plugin's
+    return type(inner).create is not StorageDriver.create
