@@ -175,12 +175,6 @@ def _leaf(path: str) -> str:
     return path.rpartition("/")[2]
 
 
-def _link_target(path: str) -> str:
-    """What to delete for a link: a ``.../link`` file's directory (as the
-    registry does), else the file itself (a referrer entry)."""
-    return path.rpartition("/")[0] if path.endswith("/link") else path
-
-
 class Collector:
     """One garbage collection run over ``driver``'s store (see the module
     docstring).  ``on_delete(repository, digest)`` is called for each
@@ -451,7 +445,10 @@ class Collector:
         condemned_at = time.monotonic()
         list(each(lambda c: driver.put_content(paths.gc_condemned(c.digest), json.dumps(c.links).encode()),
                   batch))                                          # (a) condemn
-        list(each(lambda c: [self._drop(_link_target(path)) for path, _ in c.links], batch))  # (b) unlink
+        # (b) unlink.  Files, not their directories (a link's or a blob's is
+        # left empty and vanishes): on object stores a file is one request on
+        # its key, a directory a listing more.
+        list(each(lambda c: [self._drop(path) for path, _ in c.links], batch))
         doomed = []
         for cand, used in zip(batch, list(each(self._used_since_cutoff, [c.digest for c in batch]))):  # (c)
             if used:
@@ -467,7 +464,7 @@ class Collector:
             self.lease.check()
             raise LeaseError("garbage collection stopped: a batch took too long; its links were restored")
         if not phase_manifests:                                    # (d) delete
-            list(each(lambda c: (self._drop(paths.blob_dir(c.digest)), self._drop(paths.gc_used(c.digest))),
+            list(each(lambda c: (self._drop(paths.blob_data(c.digest)), self._drop(paths.gc_used(c.digest))),
                       doomed))
         for cand in doomed:
             self._count(cand)
