@@ -47,6 +47,9 @@ UPDATE_ATTEMPTS = 40
 #: Reads tried again when the generation listed was replaced and removed
 #: before it could be read.
 READ_ATTEMPTS = 5
+#: Seconds an older generation outlives a newer one before it is deleted
+#: (see :class:`IndexedList`).
+PRUNE_AGE = 300.0
 #: Index lists (and their generation) each process keeps decoded.
 CACHED_LISTS = 4096
 #: Repositories rebuilt at once by :meth:`Listings.rebuild`.
@@ -96,6 +99,28 @@ def walk_tags(driver: StorageDriver, name: str, cache: ListingCache | None = Non
             return None
 
 
+def scan_layout(driver: StorageDriver) -> dict[str, list[str] | None]:
+    """Every repository and its tags from one :meth:`StorageDriver.walk` of
+    ``repositories/``: what :func:`repositories` and :func:`walk_tags` say,
+    in a few requests per thousand stored files on object stores (whose walk
+    is one recursive listing) instead of one per directory."""
+    found: dict[str, set[str]] = {}
+    try:
+        for info in driver.walk(paths.REPOSITORIES):
+            entry = paths.repository_entry(info.path)
+            if entry is None:
+                continue
+            name, marker, rest = entry
+            if marker in paths.REPOSITORY_MARKERS:
+                tags = found.setdefault(name, set())
+                tag = paths.tag_from_entry(marker, rest)
+                if tag is not None:
+                    tags.add(tag)
+    except PathNotFound:
+        pass
+    return {name: sorted(tags) for name, tags in sorted(found.items())}
+
+
 class CorruptIndex(ValueError):
     """An index object that is not a list this module wrote."""
 
@@ -104,24 +129,33 @@ class IndexedList:
     """A sorted list of names stored as generations under ``directory``.
 
     Generation ``g`` is the object ``<directory>/<g, 12 digits>`` holding
-    ``{"format": 1, "names": [...]}``; the highest generation is the list.  A
-    change reads the highest generation ``g``, applies itself and writes
-    ``g + 1`` with the driver's conditional :meth:`StorageDriver.create`.  Of
-    several processes changing the list at once exactly one wins each
-    generation; the others apply their change again on top of the winner's,
-    so no change is lost however many registries share the store.  Once
-    ``g + 1`` is written, generations before ``g`` are deleted (``g`` stays a
-    while for readers that listed just before).
+    ``{"format": 1, "names": [...]}``; the highest generation is the list.
+
+    Writing.  A change reads the highest generation ``g``, applies itself
+    and writes ``g + 1`` with the driver's conditional
+    :meth:`StorageDriver.create`.  Of several processes changing the list at
+    once exactly one wins each generation; the others apply their change
+    again on top of the winner's, so no change is lost however many
+    registries share the store.  Generations are created in order (``g + 1``
+    only by a writer that saw ``g``), and an old one is deleted only once a
+    newer one is :data:`PRUNE_AGE` younger (by the store's clock), so a
+    writer that saw ``g`` less than ``PRUNE_AGE`` ago cannot re-create a
+    ``g + 1`` that existed and was deleted: its write either lands on top or
+    fails.  (A writer that stalled longer checks afterwards and applies its
+    change again on top of what is there.)
+
+    Reading.  Each process keeps the lists it read, with their generation.
+    While one was known to be the newest less than ``PRUNE_AGE / 2`` ago, a
+    read finding no ``g + 1`` proves it still is (a ``g + 1`` made since
+    could not have been deleted yet): a page costs one ``GetObject`` that
+    finds nothing.  Otherwise, or when ``g + 1`` exists, one ``list`` of the
+    directory and one read of the newest generation.
 
     A missing list (no generation) or an unreadable one is built from
-    ``walk()``, the same answer from the reference layout: the highest
-    generation is noted *before* walking and the result written as the next
-    one, so a change that a concurrent writer made after the walk either
-    lands on top of the rebuilt list or makes the write fail and the walk
-    start again.
-
-    Each process keeps the lists it read, by generation: reading an unchanged
-    list costs one ``list`` of ``directory``.
+    ``walk()``, the same answer from the reference layout: the generations
+    are noted *before* walking and the result written as the next one, so a
+    change that a concurrent writer made after the walk either lands on top
+    of the rebuilt list or makes the write fail and the walk start again.
     """
 
     def __init__(self, driver: StorageDriver, directory: str, cache: LRU):
@@ -131,22 +165,33 @@ class IndexedList:
 
     # -- reading --------------------------------------------------------------------
 
-    def generations(self) -> list[int]:
-        """The generations present, lowest first."""
+    def generations(self) -> list[tuple[int, float]]:
+        """``(generation, modtime)`` of the generations present, lowest first."""
+        found = []
         try:
-            children = self.driver.list(self.directory)
+            for info in self.driver.walk(self.directory):
+                gen = None if info.is_dir else paths.index_generation_number(info.path)
+                if gen is not None:
+                    found.append((gen, info.modtime))
         except PathNotFound:
-            return []
-        gens = (paths.index_generation_number(child) for child in children)
-        return sorted(g for g in gens if g is not None)
+            pass
+        return sorted(found)
 
-    def _load(self, generation: int) -> list[str]:
-        """The names of one generation; :class:`PathNotFound` when it was
-        removed meanwhile, :class:`CorruptIndex` when unreadable."""
+    def _path(self, generation: int) -> str:
+        return paths.index_generation(self.directory, generation)
+
+    def _remember(self, generation: int, names: list[str], newest_at: float) -> None:
+        self._cache.put(self.directory, (generation, names, newest_at))
+
+    def _load(self, generation: int, newest_at: float) -> list[str]:
+        """The names of one generation, known to be the newest at
+        ``newest_at`` (``time.monotonic()``); :class:`PathNotFound` when it
+        was removed meanwhile, :class:`CorruptIndex` when unreadable."""
         hit = self._cache.get(self.directory)
         if hit is not None and hit[0] == generation:
+            self._remember(generation, hit[1], newest_at)
             return hit[1]
-        raw = self.driver.get_content(paths.index_generation(self.directory, generation))
+        raw = self.driver.get_content(self._path(generation))
         try:
             doc = json.loads(raw)
             names = doc["names"] if doc.get("format") == FORMAT else None
@@ -154,18 +199,40 @@ class IndexedList:
             names = None
         if not isinstance(names, list) or not all(isinstance(n, str) for n in names) \
                 or any(a >= b for a, b in zip(names, names[1:])):
-            raise CorruptIndex(f"{paths.index_generation(self.directory, generation)} is not a listing index")
-        self._cache.put(self.directory, (generation, names))
+            raise CorruptIndex(f"{self._path(generation)} is not a listing index")
+        self._remember(generation, names, newest_at)
         return names
+
+    def _cached(self) -> list[str] | None:
+        """The cached list if it is provably still the newest (one ``stat``)."""
+        hit = self._cache.get(self.directory)
+        if hit is None:
+            return None
+        generation, names, newest_at = hit
+        now = time.monotonic()
+        if now - newest_at >= PRUNE_AGE / 2:
+            return None
+        try:
+            # A read, not a stat: on object stores a missing key is one
+            # request either way, and a stat of one may list its "directory".
+            self.driver.get_content(self._path(generation + 1))
+            return None
+        except PathNotFound:
+            self._remember(generation, names, now)
+            return names
 
     def read(self) -> list[str] | None:
         """The list, or ``None`` when there is none or it is unreadable."""
+        names = self._cached()
+        if names is not None:
+            return names
         for _ in range(READ_ATTEMPTS):
+            listed_at = time.monotonic()
             gens = self.generations()
             if not gens:
                 return None
             try:
-                return self._load(gens[-1])
+                return self._load(gens[-1][0], listed_at)
             except PathNotFound:
                 continue  # replaced and removed between the list and the read
             except CorruptIndex as exc:
@@ -175,21 +242,30 @@ class IndexedList:
 
     # -- writing --------------------------------------------------------------------
 
-    def _write(self, gens: list[int], names: list[str]) -> bool:
-        """Write ``names`` as the generation after ``gens[-1]``; False when
-        another process wrote that generation first."""
-        head = gens[-1] if gens else 0
+    def write_after(self, gens: list[tuple[int, float]], names: list[str], listed_at: float) -> bool:
+        """Write ``names`` as the generation after the newest of ``gens``
+        (listed at ``listed_at``, ``time.monotonic()``); False when another
+        process wrote that generation first, or when this one stalled so
+        long that the generation it wrote may be an old one re-created."""
+        head, head_modtime = gens[-1] if gens else (0, 0.0)
         data = json.dumps({"format": FORMAT, "names": names}, separators=(",", ":")).encode()
         try:
-            self.driver.create(paths.index_generation(self.directory, head + 1), data)
+            self.driver.create(self._path(head + 1), data)
         except FileExists:
             return False
-        self._cache.put(self.directory, (head + 1, names))
-        for old in gens[:-1]:
-            try:
-                self.driver.delete(paths.index_generation(self.directory, old))
-            except PathNotFound:
-                pass  # another writer pruned it
+        if time.monotonic() - listed_at >= PRUNE_AGE / 2:
+            newer = [g for g, _ in self.generations() if g > head + 1]
+            if newer:
+                log.warning("listing index %s: a write stalled for over %gs; applying it again",
+                            self.directory, PRUNE_AGE / 2)
+                return False
+        self._remember(head + 1, names, listed_at)
+        for old, modtime in gens[:-1]:
+            if head_modtime - modtime > PRUNE_AGE:
+                try:
+                    self.driver.delete(self._path(old))
+                except PathNotFound:
+                    pass  # another writer pruned it
         return True
 
     def update(self, add: Iterable[str] = (), remove: Iterable[str] = (),
@@ -199,11 +275,12 @@ class IndexedList:
         it missing)."""
         add, remove = set(add), set(remove)
         for attempt in range(UPDATE_ATTEMPTS):
+            listed_at = time.monotonic()
             gens = self.generations()
             names = None
             if gens:
                 try:
-                    names = self._load(gens[-1])
+                    names = self._load(gens[-1][0], listed_at)
                 except PathNotFound:
                     continue
                 except CorruptIndex as exc:
@@ -216,7 +293,7 @@ class IndexedList:
             new = sorted((set(names) | add) - remove)
             if new == current:
                 return
-            if self._write(gens, new):
+            if self.write_after(gens, new, listed_at):
                 return
             _backoff(attempt)
         raise StorageError(f"listing index {self.directory}: still contended after {UPDATE_ATTEMPTS} attempts; "
@@ -226,13 +303,14 @@ class IndexedList:
         """Replace the list with ``walk()`` (``None``: remove the list) and
         return what was written."""
         for attempt in range(UPDATE_ATTEMPTS):
+            listed_at = time.monotonic()
             gens = self.generations()
             names = walk()
             if names is None:
                 self.drop()
                 return None
             names = sorted(set(names))
-            if self._write(gens, names):
+            if self.write_after(gens, names, listed_at):
                 return names
             _backoff(attempt)
         raise StorageError(f"listing index {self.directory}: still contended after {UPDATE_ATTEMPTS} attempts",
@@ -291,8 +369,11 @@ class Listings:
             return repositories(self.driver)
         names = self._catalog.read()
         if names is None:
-            names = self._catalog.rebuild(lambda: repositories(self.driver))
+            names = self._catalog.rebuild(self._walk_repositories)
         return names
+
+    def _walk_repositories(self) -> list[str]:
+        return list(scan_layout(self.driver))
 
     def tags(self, name: str) -> list[str] | None:
         """The tags of ``name`` in lexical order; ``None`` when there is no
@@ -316,7 +397,7 @@ class Listings:
             i = bisect.bisect_left(names, name)
             if i < len(names) and names[i] == name:
                 return
-        self._catalog.update(add=[name], walk=lambda: repositories(self.driver))
+        self._catalog.update(add=[name], walk=self._walk_repositories)
 
     def tags_changed(self, name: str, added: Iterable[str] = (), removed: Iterable[str] = ()) -> None:
         """Tags of ``name`` were just written (``added``) or deleted."""
@@ -326,28 +407,48 @@ class Listings:
 
     # -- repair -------------------------------------------------------------------------------
 
-    def indexed_repositories(self) -> list[str]:
-        """Repositories that have a tags list in the index."""
-        found = []
+    def _generations(self) -> dict[str, list[tuple[int, float]]]:
+        """The generations of every list in the index, by directory, from
+        one walk of it."""
+        found: dict[str, list[tuple[int, float]]] = {}
         try:
-            for info in self.driver.walk(paths.INDEX_TAGS):
-                name = paths.repository_from_index_tags(info.path) if info.is_dir else None
-                if name is not None:
-                    found.append(name)
+            for info in self.driver.walk(paths.INDEX):
+                gen = None if info.is_dir else paths.index_generation_number(info.path)
+                if gen is not None:
+                    found.setdefault(info.path.rpartition("/")[0], []).append((gen, info.modtime))
         except PathNotFound:
             pass
-        return found
+        return {d: sorted(g) for d, g in found.items()}
 
     def rebuild(self) -> dict:
         """Rebuild the whole index from the layout: the catalog, the tags of
         every repository, and no list for repositories that are gone.
-        Returns counts (``repositories``, ``tags``, ``dropped``)."""
-        names = self._catalog.rebuild(lambda: repositories(self.driver)) or []
+        Returns counts (``repositories``, ``tags``, ``dropped``).
+
+        Two walks (the index's generations, then the layout) and a write per
+        list.  Each list follows :meth:`IndexedList.rebuild`'s rule: its
+        generations were read before the layout was, so a list that a
+        registry changed meanwhile is rebuilt again on its own."""
+        listed_at = time.monotonic()
+        heads = self._generations()
+        layout = scan_layout(self.driver)
+        names = list(layout)
+        if not self._catalog.write_after(heads.get(self._catalog.directory, []), names, listed_at):
+            names = self._catalog.rebuild(self._walk_repositories) or []
+
+        def tags_list(name: str) -> int:
+            index = self._tags_index(name)
+            tags = layout.get(name)
+            if tags is None or not index.write_after(heads.get(index.directory, []), tags, listed_at):
+                tags = index.rebuild(lambda: walk_tags(self.driver, name))
+            return len(tags or ())
+
+        indexed = {paths.repository_from_index_tags(d) for d in heads} - {None}
+        gone = sorted(indexed - set(names))
         with ThreadPoolExecutor(max_workers=REBUILD_WORKERS, thread_name_prefix="reindex") as pool:
-            lists = list(pool.map(lambda n: self._tags_index(n).rebuild(lambda: walk_tags(self.driver, n)), names))
-            gone = sorted(set(self.indexed_repositories()) - set(names))
+            tags = sum(pool.map(tags_list, names))
             list(pool.map(lambda n: self._tags_index(n).drop(), gone))
-        return {"repositories": len(names), "tags": sum(len(t or ()) for t in lists), "dropped": len(gone)}
+        return {"repositories": len(names), "tags": tags, "dropped": len(gone)}
 
     def verify(self) -> list[str]:
         """Where the index disagrees with the layout, one line each (empty
@@ -355,7 +456,8 @@ class Listings:
         if not self.indexed:
             return []
         problems = []
-        walked = repositories(self.driver)
+        layout = scan_layout(self.driver)
+        walked = list(layout)
         indexed = self._catalog.read()
         if indexed is None:
             problems.append("catalog: no readable index")
@@ -363,7 +465,7 @@ class Listings:
             problems += [f"catalog: {n} missing" for n in sorted(set(walked) - set(indexed))]
             problems += [f"catalog: {n} listed but gone" for n in sorted(set(indexed) - set(walked))]
         for name in walked:
-            on_disk, listed = walk_tags(self.driver, name) or [], self._tags_index(name).read()
+            on_disk, listed = layout[name], self._tags_index(name).read()
             if listed is None:
                 problems.append(f"tags of {name}: no readable index")
             elif listed != on_disk:

@@ -272,6 +272,22 @@ def repository_from_index_tags(path: str) -> str | None:
     return path[len(INDEX_TAGS) + 1:-len("/_tags")]
 
 
+def repository_entry(path: str) -> tuple[str, str, list[str]] | None:
+    """Split a path below :data:`REPOSITORIES` into the repository name, the
+    layout directory under it (``_manifests``, ``_layers``, ...) and the
+    components after that; ``None`` above the layout directories."""
+    parts = path[len(REPOSITORIES) + 1:].split("/") if path.startswith(REPOSITORIES + "/") else []
+    for i, part in enumerate(parts):
+        if part.startswith(LAYOUT_DIR_PREFIX):
+            return ("/".join(parts[:i]), part, parts[i + 1:]) if i else None
+    return None
+
+
+def tag_from_entry(marker: str, rest: list[str]) -> str | None:
+    """The tag a :func:`repository_entry` lies under, if any."""
+    return rest[1] if marker == "_manifests" and len(rest) >= 2 and rest[0] == "tags" else None
+
+
 def repository_from_dir(path: str) -> str:
     """Inverse of :func:`repository`."""
     return path[len(REPOSITORIES) + 1:]
