@@ -50,6 +50,9 @@ READ_ATTEMPTS = 5
 #: Seconds an older generation outlives a newer one before it is deleted
 #: (see :class:`IndexedList`).
 PRUNE_AGE = 300.0
+#: Generations read one after the other past a cached list before listing
+#: them instead.
+PROBES = 2
 #: Index lists (and their generation) each process keeps decoded.
 CACHED_LISTS = 4096
 #: Repositories rebuilt at once by :meth:`Listings.rebuild`.
@@ -148,8 +151,9 @@ class IndexedList:
     While one was known to be the newest less than ``PRUNE_AGE / 2`` ago, a
     read finding no ``g + 1`` proves it still is (a ``g + 1`` made since
     could not have been deleted yet): a page costs one ``GetObject`` that
-    finds nothing.  Otherwise, or when ``g + 1`` exists, one ``list`` of the
-    directory and one read of the newest generation.
+    finds nothing.  When ``g + 1`` is there, that read was the new list,
+    and a read of ``g + 2`` finding nothing proves it the newest.  Otherwise
+    one ``list`` of the directory and one read of the newest generation.
 
     A missing list (no generation) or an unreadable one is built from
     ``walk()``, the same answer from the reference layout: the generations
@@ -183,15 +187,7 @@ class IndexedList:
     def _remember(self, generation: int, names: list[str], newest_at: float) -> None:
         self._cache.put(self.directory, (generation, names, newest_at))
 
-    def _load(self, generation: int, newest_at: float) -> list[str]:
-        """The names of one generation, known to be the newest at
-        ``newest_at`` (``time.monotonic()``); :class:`PathNotFound` when it
-        was removed meanwhile, :class:`CorruptIndex` when unreadable."""
-        hit = self._cache.get(self.directory)
-        if hit is not None and hit[0] == generation:
-            self._remember(generation, hit[1], newest_at)
-            return hit[1]
-        raw = self.driver.get_content(self._path(generation))
+    def _parse(self, generation: int, raw: bytes) -> list[str]:
         try:
             doc = json.loads(raw)
             names = doc["names"] if doc.get("format") == FORMAT else None
@@ -200,26 +196,43 @@ class IndexedList:
         if not isinstance(names, list) or not all(isinstance(n, str) for n in names) \
                 or any(a >= b for a, b in zip(names, names[1:])):
             raise CorruptIndex(f"{self._path(generation)} is not a listing index")
+        return names
+
+    def _load(self, generation: int, newest_at: float) -> list[str]:
+        """The names of one generation, known to be the newest at
+        ``newest_at`` (``time.monotonic()``); :class:`PathNotFound` when it
+        was removed meanwhile, :class:`CorruptIndex` when unreadable."""
+        hit = self._cache.get(self.directory)
+        if hit is not None and hit[0] == generation:
+            self._remember(generation, hit[1], newest_at)
+            return hit[1]
+        names = self._parse(generation, self.driver.get_content(self._path(generation)))
         self._remember(generation, names, newest_at)
         return names
 
     def _cached(self) -> list[str] | None:
-        """The cached list if it is provably still the newest (one ``stat``)."""
+        """The cached list, or the one or two generations written after it,
+        if that is provably the newest: a read of the generation after it
+        finds nothing (a read, not a stat: on object stores a missing key
+        is one request either way, and a stat may list a "directory")."""
         hit = self._cache.get(self.directory)
         if hit is None:
             return None
         generation, names, newest_at = hit
-        now = time.monotonic()
-        if now - newest_at >= PRUNE_AGE / 2:
-            return None
-        try:
-            # A read, not a stat: on object stores a missing key is one
-            # request either way, and a stat of one may list its "directory".
-            self.driver.get_content(self._path(generation + 1))
-            return None
-        except PathNotFound:
-            self._remember(generation, names, now)
-            return names
+        for _ in range(PROBES):
+            now = time.monotonic()
+            if now - newest_at >= PRUNE_AGE / 2:
+                return None
+            try:
+                raw = self.driver.get_content(self._path(generation + 1))
+            except PathNotFound:
+                self._remember(generation, names, now)
+                return names
+            try:
+                generation, names = generation + 1, self._parse(generation + 1, raw)
+            except CorruptIndex:
+                return None
+        return None
 
     def read(self) -> list[str] | None:
         """The list, or ``None`` when there is none or it is unreadable."""
