@@ -22,16 +22,11 @@ import os
 import subprocess
 import sys
 import time
-import uuid
 from concurrent.futures import ThreadPoolExecutor
 
-import boto3
-from botocore.config import Config
-
 from cargohold.testing.counting import CountingProxy
-from cargohold.testing.services import ServiceProcess
+from mototools import ACCESS_KEY, REGION, SECRET_KEY, client_and_bucket, start_moto
 
-ACCESS_KEY, SECRET_KEY, REGION = "bench", "bench-secret", "us-east-1"
 ROOT = "bench/docker/registry"
 V2 = f"{ROOT}/v2"
 
@@ -52,14 +47,9 @@ def main(argv=None) -> int:
     ap.add_argument("--json", metavar="FILE")
     args = ap.parse_args(argv)
 
-    moto = ServiceProcess("moto", lambda port: [sys.executable, "-m", "moto.server", "-H", "127.0.0.1",
-                                                "-p", str(port)]).start()
+    moto = start_moto()
     try:
-        s3 = boto3.client("s3", endpoint_url=f"http://{moto.address}", region_name=REGION,
-                          aws_access_key_id=ACCESS_KEY, aws_secret_access_key=SECRET_KEY,
-                          config=Config(s3={"addressing_style": "path"}, max_pool_connections=32))
-        bucket = f"gc-{uuid.uuid4().hex[:8]}"
-        s3.create_bucket(Bucket=bucket)
+        s3, bucket = client_and_bucket(moto, "gc")
         puts: list[tuple[str, bytes]] = []
         kept: set[str] = set()
         for r in range(args.repos):

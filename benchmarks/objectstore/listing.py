@@ -34,19 +34,16 @@ import statistics
 import subprocess
 import sys
 import time
-import uuid
 from concurrent.futures import ThreadPoolExecutor
 from urllib.parse import urljoin
 
-import boto3
 import requests
-from botocore.config import Config
 
 from cargohold.testing.counting import CountingProxy
 from cargohold.testing.server import LiveRegistry
-from cargohold.testing.services import ReferenceRegistry, ServiceProcess
+from cargohold.testing.services import ReferenceRegistry
+from mototools import ACCESS_KEY, REGION, SECRET_KEY, client_and_bucket, start_moto
 
-ACCESS_KEY, SECRET_KEY, REGION = "bench", "bench-secret", "us-east-1"
 ROOT = "bench"  # the reference's rootdirectory; cargohold's is ROOT/docker/registry
 V2 = f"{ROOT}/docker/registry/v2"
 MANIFEST_TYPE = "application/vnd.oci.image.manifest.v1+json"
@@ -135,14 +132,9 @@ def main(argv=None) -> int:
     # The reference's AWS SDK refuses to start with a CA bundle over plain HTTP.
     os.environ.pop("AWS_CA_BUNDLE", None)
 
-    moto = ServiceProcess("moto", lambda port: [sys.executable, "-m", "moto.server", "-H", "127.0.0.1",
-                                                "-p", str(port)]).start()
+    moto = start_moto()
     try:
-        s3 = boto3.client("s3", endpoint_url=f"http://{moto.address}", region_name=REGION,
-                          aws_access_key_id=ACCESS_KEY, aws_secret_access_key=SECRET_KEY,
-                          config=Config(s3={"addressing_style": "path"}, max_pool_connections=32))
-        bucket = f"bench-{uuid.uuid4().hex[:8]}"
-        s3.create_bucket(Bucket=bucket)
+        s3, bucket = client_and_bucket(moto, "bench")
         began = time.perf_counter()
         names, tag_names = fill(s3, bucket, args.repos, args.tags)
         results["fill_seconds"] = round(time.perf_counter() - began, 1)
