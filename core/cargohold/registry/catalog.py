@@ -56,7 +56,7 @@ PROBES = 2
 #: Index lists (and their generation) each process keeps decoded.
 CACHED_LISTS = 4096
 #: Repositories rebuilt at once by :meth:`Listings.rebuild`.
-REBUILD_WORKERS = 8
+REBUILD_WORKERS = 16
 FORMAT = 1
 
 
