@@ -86,7 +86,8 @@ def create_app(config: Mapping[str, Any] | None = None, config_path: str | None 
     metrics = RegistryMetrics.from_environ()
     driver.stats.add_observer(metrics.storage_observer(storage_name))
     registry = Registry(driver, manifest_cache_bytes=cfg["storage"]["cache"]["manifestsize"],
-                        gc_grace=cfg["storage"]["maintenance"]["gc"]["grace"])
+                        gc_grace=cfg["storage"]["maintenance"]["gc"]["grace"],
+                        listing_mode=cfg["storage"]["listing"]["mode"])
     app.extensions["cargohold"] = RegistryState(
         config=cfg, pm=pm, driver=driver, registry=registry, auth=auth,
         storage_name=storage_name, auth_name=auth_name, metrics=metrics,

@@ -15,6 +15,7 @@ import argparse
 import contextlib
 import os
 import sys
+import time
 from typing import Any, Sequence
 
 CONFIG_ENV = "CARGOHOLD_CONFIG"
@@ -24,7 +25,7 @@ CONFIG_ENV = "CARGOHOLD_CONFIG"
 #: (``cargohold_cli_commands``): plugins are loaded to build the parser only
 #: then.
 CORE_COMMANDS = frozenset({"serve", "config", "plugins", "purge-uploads", "proxy", "gc",
-                           "config-reference", "hook-reference"})
+                           "config-reference", "hook-reference", "index"})
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -166,6 +167,20 @@ def _parser(plugin_argv: list[str] | None = None) -> argparse.ArgumentParser:
                            description=f"Print {what} as Markdown (a page of the documentation).")
         p.add_argument("-o", "--output", metavar="FILE", help="write to FILE instead of standard output")
         p.set_defaults(run=_cmd_reference, page=name)
+    p = sub.add_parser("index", help="the listing index (catalog and tags on object stores)",
+                       description="Maintenance of the listing index that serves _catalog and tags/list "
+                                   "(storage.listing.mode).  Registries keep it up to date; rebuild it after "
+                                   "another registry (the reference registry, an older cargohold) wrote to "
+                                   "the store.")
+    index_sub = p.add_subparsers(dest="index_command", metavar="ACTION", required=True)
+    p = index_sub.add_parser("rebuild", parents=[common], help="rebuild the index from the storage layout",
+                             description="Rebuild the catalog and every repository's tags list from the "
+                                         "layout, while registries keep serving.")
+    p.set_defaults(run=_cmd_index_rebuild)
+    p = index_sub.add_parser("verify", parents=[common], help="compare the index with the storage layout",
+                             description="Print where the index and the layout disagree; exit status 1 "
+                                         "if they do.")
+    p.set_defaults(run=_cmd_index_verify)
     if plugin_argv is not None:
         _add_plugin_commands(sub, plugin_argv)
     return parser
@@ -298,6 +313,38 @@ def _cmd_proxy_purge(args: argparse.Namespace) -> int:
     verb = "would unlink" if args.dry_run else "unlinked"
     print(f"{verb} {len(removed)} expired manifest(s) and blob(s)", file=sys.stderr)
     return 0
+
+
+def _index_listings(app):
+    listings = app.extensions["cargohold"].registry.listings
+    if not listings.indexed:
+        print(f"cargohold index: storage.listing.mode is {listings.mode!r} and this store is listed by walking; "
+              "nothing to do (set storage.listing.mode: index to use the index here)", file=sys.stderr)
+        return None
+    return listings
+
+
+def _cmd_index_rebuild(args: argparse.Namespace) -> int:
+    config, _ = load_config(args.config)
+    with _maintenance_app(config) as app:
+        listings = _index_listings(app)
+        if listings is None:
+            return 0
+        began = time.monotonic()
+        counts = listings.rebuild()
+    print(f"indexed {counts['repositories']} repositories and {counts['tags']} tags in "
+          f"{time.monotonic() - began:.1f}s; dropped the lists of {counts['dropped']} repositories that are gone")
+    return 0
+
+
+def _cmd_index_verify(args: argparse.Namespace) -> int:
+    config, _ = load_config(args.config)
+    with _maintenance_app(config) as app:
+        listings = _index_listings(app)
+        problems = [] if listings is None else listings.verify()
+    for line in problems:
+        print(line)
+    return 1 if problems else 0
 
 
 def _cmd_gc(args: argparse.Namespace) -> int:

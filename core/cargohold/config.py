@@ -65,7 +65,7 @@ ENV_PREFIX = "CARGOHOLD_"
 RESERVED_ENV = frozenset({"CARGOHOLD_CONFIG", "CARGOHOLD_TRACE", "CARGOHOLD_METRICS_DIR"})
 
 #: Keys of ``storage`` that are not a driver (as in the reference registry).
-STORAGE_RESERVED = frozenset({"delete", "redirect", "maintenance", "cache", "tag"})
+STORAGE_RESERVED = frozenset({"delete", "redirect", "maintenance", "cache", "tag", "listing"})
 
 #: In a schema mapping, the type of every key not listed explicitly.
 ANY_KEY = "*"
@@ -92,6 +92,7 @@ DEFAULTS: dict[str, Any] = {
             "gc": {"enabled": False, "interval": "24h", "grace": "1h", "deleteuntagged": False, "dryrun": False},
         },
         "cache": {"manifestsize": "64MiB"},
+        "listing": {"mode": "auto"},
     },
     "http": {
         "addr": ":5000",
@@ -392,6 +393,10 @@ CORE_SCHEMA: dict[str, Any] = {
                    "dryrun": bool},
         },
         "cache": {"manifestsize": Size},  # bytes of manifests each process keeps in memory
+        # Catalog and tags lists: from the listing index kept in the store
+        # (cargohold.registry.catalog), by walking the layout, or auto (the
+        # index on object stores).
+        "listing": {"mode": OneOf("auto", "index", "walk")},
         ANY_KEY: dict,  # the driver's section; its plugin may contribute a schema
     },
     "http": {

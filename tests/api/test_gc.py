@@ -224,7 +224,7 @@ def test_request_meeting_a_condemned_blob_waits_for_the_outcome(short):
     worker = threading.Thread(target=head)
 
     def hook(op: str, path: str) -> None:
-        if op == "delete" and path == paths.layer_dir("team/app", digest):
+        if op == "delete" and path == paths.layer_link("team/app", digest):
             worker.start()
             time.sleep(0.3)  # the HEAD finds no link, sees the marker and waits
 

@@ -168,7 +168,7 @@ def test_env_selector_picks_the_driver(tmp_path):
     config = load(tmp_path, text, env={"CARGOHOLD_STORAGE": "filesystem",
                                        "CARGOHOLD_STORAGE_FILESYSTEM_ROOTDIRECTORY": "/x"})
     assert storage_driver(config) == "filesystem"
-    assert set(config["storage"]) == {"filesystem", "delete", "redirect", "maintenance", "cache"}
+    assert set(config["storage"]) == {"filesystem", "delete", "redirect", "maintenance", "cache", "listing"}
     config = load(tmp_path, text, env={"CARGOHOLD_STORAGE": "s3", "CARGOHOLD_STORAGE_S3_REGION": "r"})
     assert config["storage"]["s3"] == {"bucket": "b", "region": "r"}
     assert storage_driver(load(tmp_path, env={"CARGOHOLD_STORAGE": "inmemory"})) == "inmemory"

@@ -47,5 +47,6 @@ def collect(app: Any, grace: float | None = None, delete_untagged: bool | None =
         state.driver, grace=grace,
         delete_untagged=settings["deleteuntagged"] if delete_untagged is None else delete_untagged,
         dry_run=settings["dryrun"] if dry_run is None else dry_run,
-        upload_age=maintenance["uploadpurging"]["age"], on_delete=on_delete, progress=progress)
+        upload_age=maintenance["uploadpurging"]["age"], on_delete=on_delete, progress=progress,
+        listings=state.registry.listings)
     return collector.run()

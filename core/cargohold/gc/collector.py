@@ -30,6 +30,8 @@ Phases, each one pass over its part of the store:
    have lapsed, or a marker has been up longer than half of
    :data:`cargohold.gc.usage.STALE_CONDEMNED`: the links go back instead.
 7. **uploads**: purge upload sessions past the purge age.
+8. **index**: rebuild the listing index (:mod:`cargohold.registry.catalog`)
+   where the store uses one, so it lists what the run left.
 
 Memory: the marked set holds one 64-bit hash per reachable digest (a false
 match only keeps garbage; 66 MiB for a million), the scan one fan-out
@@ -53,7 +55,7 @@ from typing import Callable, Iterable, Iterator
 from cargohold.gc.lease import Lease, LeaseError
 from cargohold.gc.usage import STALE_CONDEMNED
 from cargohold.manifests import manifest_closure
-from cargohold.registry.catalog import repositories
+from cargohold.registry.catalog import Listings, repositories
 from cargohold.registry.uploads import Uploads
 from cargohold.registry.blobs import BlobStore
 from cargohold.storage import paths
@@ -128,6 +130,9 @@ class _Candidate:
     #: (repository, digest) for the delete events.
     events: list = dataclasses.field(default_factory=list)
     is_manifest: bool = False
+    #: The scan saw a use record of it (older than the cutoff): the sweep
+    #: removes it with the bytes.
+    has_use_record: bool = False
 
 
 def _walk_files(driver: StorageDriver, path: str) -> Iterator:
@@ -146,6 +151,10 @@ def _list(driver: StorageDriver, path: str) -> list[str]:
         return []
 
 
+def _by_digest(cand: _Candidate) -> str:
+    return cand.digest
+
+
 def _leaf(path: str) -> str:
     return path.rpartition("/")[2]
 
@@ -159,8 +168,9 @@ class Collector:
                  dry_run: bool = False, upload_age: float | None = None,
                  on_delete: Callable[[str, str], None] | None = None, progress: Progress | None = None,
                  lease: Lease | None = None, batch: int = BATCH, workers: int = WORKERS,
-                 max_candidates: int = MAX_CANDIDATES):
+                 max_candidates: int = MAX_CANDIDATES, listings: Listings | None = None):
         self.driver = driver
+        self.listings = listings or Listings(driver)
         self.grace = grace
         self.delete_untagged = delete_untagged
         self.dry_run = dry_run
@@ -198,16 +208,19 @@ class Collector:
                 unkept = self._mark(repos)
             if self.delete_untagged:
                 with self._timed("manifests"):
-                    self._sweep(unkept, "manifests")
+                    self._sweep(sorted(unkept, key=_by_digest), "manifests")
             for candidates in self._scan():
                 with self._timed("links"):
                     self._links(repos, candidates)
                 with self._timed("sweep"):
-                    self._sweep(list(candidates.values()), "blobs")
+                    self._sweep(sorted(candidates.values(), key=_by_digest), "blobs")
             with self._timed("uploads"):
                 self._purge_uploads()
                 if not self.dry_run:
                     self.report.repositories_removed = len(set(repos) - set(repositories(self.driver)))
+            if not self.dry_run and self.listings.indexed:
+                with self._timed("index"):
+                    self.listings.rebuild()
         finally:
             self._pool.shutdown(wait=True)
             self.lease.release()
@@ -356,7 +369,7 @@ class Collector:
         for digest, (size, modtime) in present.items():
             if self.is_marked(digest) or modtime > self.cutoff or used.get(digest, 0.0) > self.cutoff:
                 continue
-            found[digest] = _Candidate(digest, size)
+            found[digest] = _Candidate(digest, size, has_use_record=digest in used)
         stale = [d for d, modtime in used.items() if d not in present and modtime <= self.cutoff]
         if not self.dry_run:
             for digest in stale:
@@ -405,8 +418,7 @@ class Collector:
         each = self._map
         if phase_manifests := batch[0].is_manifest:
             # Step 1 for revisions (blobs had theirs in the scan): recent use keeps them.
-            in_use = {c.digest for c, used in zip(batch, each(self._used_since_cutoff, [c.digest for c in batch]))
-                      if used}
+            in_use = self._used_since_cutoff([c.digest for c in batch])
             for digest in in_use:
                 self._mark_closure(digest)
             batch = [c for c in batch if c.digest not in in_use]
@@ -416,10 +428,14 @@ class Collector:
         condemned_at = time.monotonic()
         list(each(lambda c: driver.put_content(paths.gc_condemned(c.digest), json.dumps(c.links).encode()),
                   batch))                                          # (a) condemn
-        list(each(lambda c: [self._drop(paths.link_owner(path)) for path, _ in c.links], batch))  # (b) unlink
+        # (b) unlink.  Files, not their directories (a link's or a blob's is
+        # left empty and vanishes): on object stores a file is one request on
+        # its key, a directory a listing more.
+        list(each(lambda c: [self._drop(path) for path, _ in c.links], batch))
         doomed = []
-        for cand, used in zip(batch, list(each(self._used_since_cutoff, [c.digest for c in batch]))):  # (c)
-            if used:
+        used_now = self._used_since_cutoff([c.digest for c in batch])
+        for cand in batch:  # (c)
+            if cand.digest in used_now:
                 self._restore(cand)
                 if cand.is_manifest:
                     self._mark_closure(cand.digest)
@@ -432,8 +448,10 @@ class Collector:
             self.lease.check()
             raise LeaseError("garbage collection stopped: a batch took too long; its links were restored")
         if not phase_manifests:                                    # (d) delete
-            list(each(lambda c: (self._drop(paths.blob_dir(c.digest)), self._drop(paths.gc_used(c.digest))),
-                      doomed))
+            # A use record made since the scan would have kept the blob: only
+            # one the scan saw can be there.
+            list(each(lambda c: (self._drop(paths.blob_data(c.digest)),
+                                 c.has_use_record and self._drop(paths.gc_used(c.digest))), doomed))
         for cand in doomed:
             self._count(cand)
             for repo, digest in cand.events:
@@ -475,11 +493,21 @@ class Collector:
             self.report.bytes_reclaimed += cand.size
             self.report.links_swept += len(cand.links)
 
-    def _used_since_cutoff(self, digest: str) -> bool:
-        try:
-            return self.driver.stat(paths.gc_used(digest)).modtime > self.cutoff
-        except PathNotFound:
-            return False
+    def _used_since_cutoff(self, digests: list[str]) -> set[str]:
+        """Those of ``digests`` used after the cutoff.  One walk per
+        ``<alg>/<hex[:2]>`` fan-out of use records, not a ``stat`` per digest
+        (a batch comes from the scan in digest order, so it spans few
+        fan-outs; a missing file costs an object store a listing anyway)."""
+        wanted: dict[str, set[str]] = {}
+        for digest in digests:
+            alg, _, hexpart = digest.partition(":")
+            wanted.setdefault(paths.gc_used_prefix(alg, hexpart[:2]), set()).add(digest)
+
+        def used(prefix: str) -> set[str]:
+            return {d for info in _walk_files(self.driver, prefix)
+                    if (d := paths.digest_from_gc_used(info.path)) in wanted[prefix] and info.modtime > self.cutoff}
+
+        return set().union(*self._map(used, sorted(wanted)))
 
     def _restore(self, cand: _Candidate) -> None:
         for path, content in cand.links:

@@ -7,6 +7,7 @@ from typing import Iterator
 from cargohold.errors import BlobUnknown
 from cargohold.gc.usage import UsageRecorder
 from cargohold.lru import LRU
+from cargohold.registry.catalog import Listings
 from cargohold.storage import paths
 from cargohold.storage.driver import PathNotFound, StorageDriver
 
@@ -23,9 +24,11 @@ class BlobStore:
     Every check a request acts on goes through ``usage`` first (see
     :mod:`cargohold.gc.usage`): :meth:`rely_on_link` and :meth:`claim`."""
 
-    def __init__(self, driver: StorageDriver, usage: UsageRecorder | None = None):
+    def __init__(self, driver: StorageDriver, usage: UsageRecorder | None = None, listings: Listings | None = None):
         self.driver = driver
         self.usage = usage or UsageRecorder(driver)
+        #: The catalog, told of repositories links are written into.
+        self.listings = listings or Listings(driver)
         self._sizes = LRU(65536)
 
     def size(self, digest: str) -> int | None:
@@ -95,6 +98,7 @@ class BlobStore:
 
     def link(self, name: str, digest: str) -> None:
         self.driver.put_content(paths.layer_link(name, digest), digest.encode())
+        self.listings.repository_used(name)
 
     def unlink(self, name: str, digest: str) -> None:
         """Remove the repository's link (the bytes stay for other repositories)."""

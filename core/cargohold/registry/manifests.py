@@ -9,9 +9,9 @@ from cargohold.errors import ManifestBlobUnknown, ManifestUnknown, NameUnknown
 from cargohold.lru import SizedLRU
 from cargohold.manifests import Manifest, manifest_closure, media_type_of, parse
 from cargohold.registry.blobs import BlobStore
+from cargohold.registry.catalog import Listings
 from cargohold.storage import paths
 from cargohold.storage.driver import PathNotFound, StorageDriver
-from cargohold.storage.listcache import ListingCache
 
 
 #: Default bound of the manifest cache, per process (``storage.cache.manifestsize``).
@@ -42,11 +42,13 @@ class Manifests:
     ``cache_bytes`` of manifests (each counted with :data:`ENTRY_OVERHEAD`);
     0 turns it off."""
 
-    def __init__(self, driver: StorageDriver, blobs: BlobStore, cache_bytes: int = DEFAULT_CACHE_BYTES):
+    def __init__(self, driver: StorageDriver, blobs: BlobStore, cache_bytes: int = DEFAULT_CACHE_BYTES,
+                 listings: Listings | None = None):
         self.driver = driver
         self.blobs = blobs
         self._content = SizedLRU(cache_bytes)
-        self._listings = ListingCache(driver)
+        #: Tags lists, and the listing index kept up to date on writes.
+        self.listings = listings or blobs.listings
 
     # -- reads --------------------------------------------------------------
 
@@ -127,8 +129,11 @@ class Manifests:
                 paths.referrer_link(name, subject.digest, manifest.digest), json.dumps(descriptor).encode()
             )
         self.driver.put_content(paths.manifest_revision_link(name, manifest.digest), manifest.digest.encode())
+        self.listings.repository_used(name)
         for tag in tags:
             self.driver.put_content(paths.tag_link(name, tag), manifest.digest.encode())
+        if tags:
+            self.listings.tags_changed(name, added=tags)
 
     def delete(self, name: str, digest: str) -> None:
         """Delete a manifest from ``name``: its revision, every tag pointing at
@@ -160,12 +165,10 @@ class Manifests:
     def tags(self, name: str) -> list[str]:
         """All tags of ``name`` in lexical order; NAME_UNKNOWN if the
         repository does not exist."""
-        try:
-            return self._listings.names(paths.tags(name))
-        except PathNotFound:
-            if self.repository_exists(name):
-                return []
+        found = self.listings.tags(name)
+        if found is None:
             raise NameUnknown(detail={"name": name})
+        return found
 
     def tag_records(self, name: str) -> list[TagRecord]:
         """Every tag of ``name`` with its manifest and push time, in lexical
@@ -235,7 +238,9 @@ class Manifests:
         try:
             self.driver.delete(paths.tag_dir(name, tag))
         except PathNotFound:
+            self.listings.tags_changed(name, removed=[tag])  # an index that still lists it heals
             raise ManifestUnknown(detail={"tag": tag})
+        self.listings.tags_changed(name, removed=[tag])
 
     def repository_exists(self, name: str) -> bool:
         try:

@@ -36,6 +36,14 @@ workers use it to run once per interval)::
     /cargohold/<task>/lease/<epoch>
     /cargohold/<task>/lastrun
 
+and the listing index (:mod:`cargohold.registry.catalog`): the catalog and
+each repository's tags as sorted lists, one object per generation, so that
+object stores answer ``_catalog`` and ``tags/list`` without walking::
+
+    /cargohold/index
+    ├── catalog/<generation>                    every repository name
+    └── tags/<name>/_tags/<generation>          the tags of repository <name>
+
 A ``link`` file holds a digest string.  Repository names never contain a
 component starting with ``_`` (the name grammar forbids it), so the
 underscore directories cannot collide with a nested repository.
@@ -50,8 +58,19 @@ GC_USED = f"{GC}/used"
 GC_CONDEMNED = f"{GC}/condemned"
 GC_LEASES = f"{GC}/lease"
 GC_CLOCK = f"{GC}/clock"
+INDEX = "/cargohold/index"
+INDEX_CATALOG = f"{INDEX}/catalog"
+INDEX_TAGS = f"{INDEX}/tags"
+#: Generations are zero-padded so that lexical order is numeric order.
+INDEX_GENERATION_DIGITS = 12
 BLOBS = f"{ROOT}/blobs"
 REPOSITORIES = f"{ROOT}/repositories"
+
+
+#: Directories of a repository whose presence makes it one (the catalog's test).
+REPOSITORY_MARKERS = ("_manifests", "_layers")
+#: Repository name components never start with it; layout directories do.
+LAYOUT_DIR_PREFIX = "_"
 
 
 def _split(digest: str) -> tuple[str, str]:
@@ -273,3 +292,50 @@ def digest_from_gc_used(path: str) -> str:
     """Inverse of :func:`gc_used`."""
     alg, _, hexpart = path[len(GC_USED) + 1:].split("/")
     return f"{alg}:{hexpart}"
+
+
+# -- listing index (cargohold.registry.catalog) ---------------------------------
+
+
+def index_tags(name: str) -> str:
+    """The directory of the generations of ``name``'s tag list."""
+    return f"{INDEX_TAGS}/{name}/_tags"
+
+
+def index_generation(directory: str, generation: int) -> str:
+    return f"{directory}/{generation:0{INDEX_GENERATION_DIGITS}d}"
+
+
+def index_generation_number(path: str) -> int | None:
+    """Inverse of :func:`index_generation`'s last component (``None`` for
+    anything else)."""
+    leaf = path.rpartition("/")[2]
+    return int(leaf) if len(leaf) == INDEX_GENERATION_DIGITS and leaf.isdigit() else None
+
+
+def repository_from_index_tags(path: str) -> str | None:
+    """Inverse of :func:`index_tags` (``None`` for anything else)."""
+    if not path.startswith(INDEX_TAGS + "/") or not path.endswith("/_tags"):
+        return None
+    return path[len(INDEX_TAGS) + 1:-len("/_tags")]
+
+
+def repository_entry(path: str) -> tuple[str, str, list[str]] | None:
+    """Split a path below :data:`REPOSITORIES` into the repository name, the
+    layout directory under it (``_manifests``, ``_layers``, ...) and the
+    components after that; ``None`` above the layout directories."""
+    parts = path[len(REPOSITORIES) + 1:].split("/") if path.startswith(REPOSITORIES + "/") else []
+    for i, part in enumerate(parts):
+        if part.startswith(LAYOUT_DIR_PREFIX):
+            return ("/".join(parts[:i]), part, parts[i + 1:]) if i else None
+    return None
+
+
+def tag_from_entry(marker: str, rest: list[str]) -> str | None:
+    """The tag a :func:`repository_entry` lies under, if any."""
+    return rest[1] if marker == "_manifests" and len(rest) >= 2 and rest[0] == "tags" else None
+
+
+def repository_from_dir(path: str) -> str:
+    """Inverse of :func:`repository`."""
+    return path[len(REPOSITORIES) + 1:]

@@ -18,7 +18,16 @@ from cargohold.storage.driver import (
 )
 from cargohold_storage_s3 import parts as parts_module
 from cargohold_storage_s3.client import error_code, make_clients, s3_errors
-from cargohold_storage_s3.layout import Keys, Piece, StoredFile, collect, is_hidden, segment_key
+from cargohold_storage_s3.layout import (
+    APPENDABLE_METADATA,
+    Keys,
+    Piece,
+    StoredFile,
+    collect,
+    is_appendable,
+    is_hidden,
+    segment_key,
+)
 from cargohold_storage_s3.reader import S3Reader
 from cargohold_storage_s3.settings import MAX_PART_SIZE, S3Settings
 from cargohold_storage_s3.writer import S3Writer
@@ -49,6 +58,9 @@ class S3Driver(StorageDriver):
     * ``redirect_url`` presigns a ``GetObject`` (or ``HeadObject``) URL that
       expires after ``redirectexpiry``.
     * Directories are key prefixes; their ``modtime`` is 0.0 (unknown).
+    * A file without segments (every file but a growing upload) is read,
+      stat-ed and deleted with one request on its key, never a listing
+      (see :data:`cargohold_storage_s3.layout.APPENDABLE`).
 
     Requests in which S3 copies data go through :attr:`slow_client`, whose
     read timeout is longer (see :func:`cargohold_storage_s3.client.make_clients`).
@@ -104,6 +116,28 @@ class S3Driver(StorageDriver):
             raise PathNotFound(path=path)
         return found
 
+    def _head(self, path: str) -> tuple[StoredFile | None, bool]:
+        """``HeadObject`` on the path's key: ``(file, appendable)``, where
+        ``file`` is the whole file unless the object is appendable (then
+        only a listing finds its segments), and ``None`` when there is no
+        object at the key (a directory, or nothing)."""
+        key = self.keys.key(path)
+        try:
+            with s3_errors("HeadObject", path):
+                head = self.client.head_object(Bucket=self.settings.bucket, Key=key)
+        except PathNotFound:
+            return None, False
+        piece = Piece(key, head["ContentLength"], head.get("ETag", "").strip('"'), head["LastModified"].timestamp())
+        return StoredFile(base=piece), is_appendable(head.get("Metadata"))
+
+    def _find(self, path: str) -> StoredFile:
+        """The file at ``path``: one ``HeadObject``, and a listing only for an
+        appendable object; :class:`PathNotFound` if there is none."""
+        found, appendable = self._head(path)
+        if found is None:
+            raise PathNotFound(path=path)
+        return self._file(path) if appendable else found
+
     def _is_dir(self, path: str) -> bool:
         page = next(self._list(self.keys.dir_prefix(path), max_keys=1, path=path))
         return page.get("KeyCount", 0) > 0
@@ -123,6 +157,16 @@ class S3Driver(StorageDriver):
     # -- small files -----------------------------------------------------------------
 
     def get_content(self, path: str) -> bytes:
+        """One ``GetObject`` (``NoSuchKey`` is :class:`PathNotFound`); an
+        appendable object is read again with its segments."""
+        with s3_errors("GetObject", path):
+            resp = self.client.get_object(Bucket=self.settings.bucket, Key=self.keys.key(path))
+            body = resp["Body"]
+            try:
+                if not is_appendable(resp.get("Metadata")):
+                    return body.read()
+            finally:
+                body.close()
         found = self._file(path)
         with S3Reader(self, found.pieces, 0, path) as reader:
             return reader.read()
@@ -155,29 +199,48 @@ class S3Driver(StorageDriver):
     # -- streams ---------------------------------------------------------------------
 
     def reader(self, path: str, offset: int = 0) -> BinaryIO:
-        found = self._file(path)
+        found = self._find(path)
         if offset < 0 or offset > found.size:
             raise InvalidOffset(f"offset {offset} is beyond the end ({found.size} bytes)", path=path)
         return S3Reader(self, found.pieces, offset, path)
 
     def writer(self, path: str, append: bool = False) -> FileWriter:
         if not append:
-            return S3Writer(self, self.keys.key(path), path)
+            return S3Writer(self, self.keys.key(path), path, metadata=APPENDABLE_METADATA)
         found = self._file(path)
         if found.stale:
             self._delete_keys(found.stale, path)
+        if not found.segments:
+            found = self._make_appendable(path, found)
         key = segment_key(found.base, found.last_seq + 1)
         return S3Writer(self, key, path, initial_size=found.size, skip_empty=True)
+
+    def _make_appendable(self, path: str, found: StoredFile) -> StoredFile:
+        """Before the first segment of a base object: mark it appendable
+        (see :data:`~cargohold_storage_s3.layout.APPENDABLE`) by copying it
+        onto itself with the metadata, unless it has it already.  Marking
+        changes the base's generation, so it is looked up again."""
+        if self._head(path)[1]:
+            return found
+        base = found.base
+        with s3_errors("CopyObject", path):
+            self.slow_client.copy_object(Bucket=self.settings.bucket, Key=base.key,
+                                         CopySource={"Bucket": self.settings.bucket, "Key": base.key},
+                                         CopySourceIfMatch=base.etag, MetadataDirective="REPLACE",
+                                         Metadata=APPENDABLE_METADATA, **self.upload_args)
+        return self._file(path)
 
     # -- metadata ----------------------------------------------------------------------
 
     def stat(self, path: str) -> FileInfo:
         if path == "/":
             return FileInfo("/", 0, 0.0, True)
-        found = self._scan(path)
-        if found.base is not None:
+        found, appendable = self._head(path)
+        if appendable:
+            found = self._scan(path)
+        if found is not None and found.base is not None:
             return FileInfo(path, found.size, found.modtime, False)
-        if found.is_dir or self._is_dir(path):
+        if self._is_dir(path):
             return FileInfo(path, 0, 0.0, True)
         raise PathNotFound(path=path)
 
@@ -229,7 +292,7 @@ class S3Driver(StorageDriver):
     # -- move and delete ------------------------------------------------------------------
 
     def move(self, src: str, dst: str) -> None:
-        found = self._file(src)
+        found = self._file(src)  # the source is mostly an upload, with segments
         dst_key = self.keys.key(dst)
         size = found.size
         if len(found.pieces) == 1 and size <= min(self.settings.multipartcopythresholdsize, MAX_PART_SIZE):
@@ -237,7 +300,8 @@ class S3Driver(StorageDriver):
             with s3_errors("CopyObject", src):
                 self.slow_client.copy_object(Bucket=self.settings.bucket, Key=dst_key,
                                         CopySource={"Bucket": self.settings.bucket, "Key": base.key},
-                                        CopySourceIfMatch=base.etag, **self.upload_args)
+                                        CopySourceIfMatch=base.etag, MetadataDirective="REPLACE",
+                                        **self.upload_args)
         else:
             self._assemble(found.pieces, dst_key, src)
         self._delete_keys(found.all_keys, src)
@@ -305,9 +369,15 @@ class S3Driver(StorageDriver):
         return bytes(buffer)
 
     def delete(self, path: str) -> None:
-        found = self._scan(path)
-        keys = found.all_keys
-        if found.base is None:  # a directory, if anything: a path is never both
+        """A plain file: ``HeadObject`` and ``DeleteObject``.  An appendable
+        one, or a directory: a listing and ``DeleteObjects``."""
+        found, appendable = self._head(path)
+        if found is not None and not appendable:
+            with s3_errors("DeleteObject", path):
+                self.client.delete_object(Bucket=self.settings.bucket, Key=found.base.key)
+            return
+        keys = self._scan(path).all_keys if appendable else []
+        if found is None:  # a directory, if anything: a path is never both
             dir_prefix = self.keys.dir_prefix(path)
             keys += [e["Key"] for e in self._entries(dir_prefix, path)]
         if not keys:
@@ -319,7 +389,7 @@ class S3Driver(StorageDriver):
     def redirect_url(self, path: str, method: str = "GET") -> str | None:
         """A presigned URL for a plain object; ``None`` for a file that
         still has segments (no single object holds its bytes)."""
-        found = self._file(path)
+        found = self._find(path)
         if found.segments:
             return None
         operation = "head_object" if method.upper() == "HEAD" else "get_object"

@@ -17,6 +17,13 @@ objects).
   never sees new base bytes followed by old appended ones.  Such stale
   segments are removed by the next append, ``move`` or ``delete``.
 * ``<seq>`` is zero-padded so that key order is append order.
+
+Only a base object carrying the user metadata :data:`APPENDABLE` can have
+segments: new-file writers set it (uploads start with one), and the first
+append to a file ``put_content`` wrote copies the object onto itself with it.
+Every other object is a whole file on its own, so reading, stat-ing or
+deleting it takes one request on its key (``GetObject``, ``HeadObject``,
+``DeleteObject``) and no listing; ``move`` stores plain objects.
 """
 
 from __future__ import annotations
@@ -25,6 +32,10 @@ import dataclasses
 import hashlib
 
 SEPARATOR = "!"
+#: User metadata (``x-amz-meta-cargohold-appendable: 1``) of a base object
+#: that may have segments.
+APPENDABLE = "cargohold-appendable"
+APPENDABLE_METADATA = {APPENDABLE: "1"}
 SEQ_DIGITS = 10
 
 
@@ -67,6 +78,10 @@ class StoredFile:
     def all_keys(self) -> list[str]:
         """Every key of the file, segments (stale included) before the base."""
         return [*self.stale, *(s.key for s in self.segments), *([self.base.key] if self.base else [])]
+
+
+def is_appendable(metadata: dict | None) -> bool:
+    return bool(metadata) and metadata.get(APPENDABLE) == "1"
 
 
 def generation(base: Piece) -> str:

@@ -25,15 +25,16 @@ class S3Writer(FileWriter):
     """Writes the object ``key``.  ``initial_size`` is the size of the
     content it continues (for append writers, which write a segment) and
     ``skip_empty`` leaves an empty commit without an object (an empty
-    segment adds nothing).  ``extra`` holds the arguments every upload
-    carries (encryption, storage class)."""
+    segment adds nothing).  ``metadata`` is stored with the object (see
+    :data:`cargohold_storage_s3.layout.APPENDABLE`)."""
 
-    def __init__(self, driver, key: str, path: str, initial_size: int = 0, skip_empty: bool = False):
+    def __init__(self, driver, key: str, path: str, initial_size: int = 0, skip_empty: bool = False,
+                 metadata: dict | None = None):
         self._client = driver.client
         self._slow_client = driver.slow_client
         self._bucket = driver.settings.bucket
         self._chunksize = driver.settings.chunksize
-        self._extra = driver.upload_args
+        self._extra = dict(driver.upload_args, Metadata=metadata) if metadata else driver.upload_args
         self._key = key
         self._path = path
         self._initial = initial_size

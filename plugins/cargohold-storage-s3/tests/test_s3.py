@@ -100,6 +100,48 @@ def test_segments_never_visible(driver, store):
     store.delete("/up")
 
 
+def test_plain_files_cost_one_request_on_their_key(driver, store):
+    """What the registry and the garbage collector do most (links, use
+    records, manifests): no listing, whatever the bucket holds."""
+    store.put_content("/d/link", b"sha256:abc")
+    calls = Requests(driver)
+    assert store.get_content("/d/link") == b"sha256:abc"
+    assert calls.names() == ["GetObject"]
+    calls.clear()
+    assert store.stat("/d/link").size == 10
+    assert calls.names() == ["HeadObject"]
+    calls.clear()
+    with pytest.raises(PathNotFound):
+        store.get_content("/d/missing")
+    assert calls.names() == ["GetObject"]
+    calls.clear()
+    store.delete("/d/link")
+    assert calls.names() == ["HeadObject", "DeleteObject"]
+    assert keys_in_bucket(driver) == []
+
+
+def test_appending_to_a_put_file_marks_it_first(driver, store):
+    store.put_content("/u/data", b"base")
+    for chunk in (b"+one", b"+two"):
+        with store.writer("/u/data", append=True) as w:
+            w.write(chunk)
+            w.commit()
+    head = driver.client.head_object(Bucket=driver.settings.bucket, Key=driver.keys.key("/u/data"))
+    assert head["Metadata"] == {"cargohold-appendable": "1"}
+    assert store.get_content("/u/data") == b"base+one+two"
+    assert store.stat("/u/data").size == 12
+    with store.reader("/u/data", 5) as r:
+        assert r.read() == b"one+two"
+    store.move("/u/data", "/blob")  # the moved object is plain again
+    head = driver.client.head_object(Bucket=driver.settings.bucket, Key=driver.keys.key("/blob"))
+    assert head["Metadata"] == {}
+    calls = Requests(driver)
+    assert store.get_content("/blob") == b"base+one+two"
+    assert calls.names() == ["GetObject"]
+    store.delete("/blob")
+    assert keys_in_bucket(driver) == []
+
+
 def test_empty_append_adds_no_segment(driver, store):
     store.put_content("/f", b"abc")
     with store.writer("/f", append=True) as w:
@@ -235,7 +277,7 @@ def test_move_of_a_plain_object(driver, store):
         w.commit()
     calls = Requests(driver)
     store.move("/a", "/b")
-    assert calls.names() == ["ListObjectsV2", "CopyObject", "DeleteObjects"]
+    assert calls.names() == ["ListObjectsV2", "CopyObject", "DeleteObjects"]  # sources are mostly uploads
     calls.clear()
     store.move("/big", "/big2")  # above multipartcopythresholdsize: parallel part copies
     assert calls.count("UploadPartCopy") == 2
