@@ -47,6 +47,7 @@ from typing import Any, Callable, Iterable, Iterator
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
 
+from cargohold.filebody import file_body_of
 from cargohold.request_context import assign_request_id
 
 log = logging.getLogger("cargohold.metrics")
@@ -515,6 +516,13 @@ class _MeteredBody:
             self._sent += len(chunk)
             yield chunk
 
+    @property
+    def file_body(self):
+        """The app's :class:`~cargohold.filebody.FileBody`, if it returned
+        one, for a server that sends the file itself (its bytes are counted
+        from it at close)."""
+        return file_body_of(self._result)
+
     def close(self) -> None:
         try:
             close = getattr(self._result, "close", None)
@@ -526,9 +534,10 @@ class _MeteredBody:
                 environ = self._environ
                 if environ.pop(UPLOAD_KEY, False):
                     self._metrics.upload_finished()
+                file_body = file_body_of(self._result)
                 self._metrics.request(environ.get(ROUTE_KEY, UNMATCHED), environ.get("REQUEST_METHOD", ""),
                                       self._status[0], perf_counter() - self._started, self._body.count,
-                                      self._sent)
+                                      self._sent if file_body is None else file_body.sent)
 
 
 class _SizedBody(_MeteredBody):

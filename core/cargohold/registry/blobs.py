@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Iterator
 
 from cargohold.errors import BlobUnknown
+from cargohold.filebody import FileBody
 from cargohold.gc.usage import UsageRecorder
 from cargohold.lru import LRU
 from cargohold.storage import paths
@@ -99,6 +100,18 @@ class BlobStore:
             self._sizes.pop(digest)
             raise BlobUnknown(detail={"digest": digest}) from None
         return _chunks(reader, length)
+
+    def open_file(self, digest: str, offset: int, length: int) -> FileBody | None:
+        """``length`` bytes from ``offset`` as a :class:`FileBody` (the
+        server may hand the file to the kernel), or ``None`` when the driver
+        keeps no local files: then use :meth:`open`.  BLOB_UNKNOWN as for
+        :meth:`open`."""
+        try:
+            file = self.driver.local_file(paths.blob_data(digest))
+        except PathNotFound:
+            self._sizes.pop(digest)
+            raise BlobUnknown(detail={"digest": digest}) from None
+        return None if file is None else FileBody(file, offset, length)
 
     def redirect_url(self, digest: str, method: str = "GET") -> str | None:
         return self.driver.redirect_url(paths.blob_data(digest), method)

@@ -262,6 +262,16 @@ class CheckedDriver(StorageDriver):
     def local_directory(self) -> str | None:
         return self.driver.local_directory()
 
+    def local_file(self, path: str) -> BinaryIO | None:
+        _file_path(path, self.name)
+        start = perf_counter()
+        try:
+            return self.driver.local_file(path)
+        except Exception as exc:
+            _raise(exc, self.name, path)
+        finally:
+            self.stats.record("local_file", perf_counter() - start)
+
     def close(self) -> None:
         try:
             self.driver.close()

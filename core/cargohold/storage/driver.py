@@ -246,5 +246,15 @@ class StorageDriver(abc.ABC):
         ``None`` when the storage is not local (object stores)."""
         return None
 
+    def local_file(self, path: str) -> BinaryIO | None:
+        """The file stored at ``path`` opened as an operating-system file on
+        this machine (unbuffered, with a ``fileno()`` whose bytes are the
+        content from offset 0), or ``None`` when the driver keeps no local
+        files (object stores).  The server hands such a file to the kernel
+        (``sendfile``) instead of copying its bytes through Python; the
+        caller closes it.  An open file keeps its bytes readable even if the
+        path is deleted meanwhile.  :class:`PathNotFound` if absent."""
+        return None
+
     def close(self) -> None:
         """Release connections and other resources at shutdown."""

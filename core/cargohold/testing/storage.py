@@ -21,6 +21,7 @@ wrapper would hide a driver that leaks foreign exceptions.
 
 from __future__ import annotations
 
+import os
 import random
 import threading
 import time
@@ -691,6 +692,27 @@ class StorageDriverSuite:
             url = any_store.redirect_url("/redirect/file", method)
             assert url is None or (isinstance(url, str) and url)
         any_store.delete("/redirect")
+
+    # -- local_file -------------------------------------------------------------------
+
+    def test_local_file(self, any_store):
+        data = blob(3 * MiB + 5, seed=11)
+        any_store.put_content("/local/file", data)
+        file = any_store.local_file("/local/file")
+        if file is None:  # an object store: nothing local, the registry copies
+            any_store.delete("/local")
+            return
+        try:
+            assert os.pread(file.fileno(), len(data) + 1, 0) == data
+            with pytest.raises(PathNotFound):
+                any_store.local_file("/local")  # a directory is not a file
+            # Deleting the path leaves an open file readable (a GET in progress).
+            any_store.delete("/local/file")
+            assert os.pread(file.fileno(), 10, len(data) - 10) == data[-10:]
+        finally:
+            file.close()
+        with pytest.raises(PathNotFound):
+            any_store.local_file("/local/file")
 
     # -- CheckedDriver ----------------------------------------------------------------
 
