@@ -54,12 +54,15 @@ class BlobStore:
         condemning the blob is looked for again once it has settled."""
         return self.usage.check(digest, lambda: self.is_linked(name, digest))
 
-    def claim(self, digest: str) -> bool:
+    def claim(self, digest: str, touched: bool = False) -> bool:
         """Before storing bytes under ``digest``: record the use (always
-        written), wait out a collector condemning it, then say whether the
-        bytes are in the store (asked of the store, never the cache).  When
-        this returns True the bytes stay for at least the grace window."""
-        self.usage.touch(digest, force=True)
+        written; ``touched`` when the caller already wrote it with
+        ``usage.touch(digest, force=True)``), wait out a collector
+        condemning it, then say whether the bytes are in the store (asked of
+        the store, never the cache).  When this returns True the bytes stay
+        for at least the grace window."""
+        if not touched:
+            self.usage.touch(digest, force=True)
         self.usage.wait_settled(digest)
         try:
             size = self.driver.stat(paths.blob_data(digest)).size

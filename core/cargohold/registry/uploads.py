@@ -20,6 +20,7 @@ import time
 import uuid
 from typing import Iterable
 
+from cargohold.blocking import concurrently, start
 from cargohold.errors import BlobUploadInvalid, BlobUploadUnknown, DigestInvalid, RangeInvalid, SizeInvalid
 from cargohold.lru import LRU
 from cargohold.reference import algorithm_of, new_hasher
@@ -44,7 +45,11 @@ class Uploads:
     def start(self, name: str, algorithm: str = "sha256") -> str:
         upload_id = str(uuid.uuid4())
         state = {"startedat": dt.datetime.now(dt.timezone.utc).isoformat(), "algorithm": algorithm}
-        self.driver.put_content(paths.upload_startedat(name, upload_id), json.dumps(state).encode())
+        # Volatile: a session that has received nothing is not worth an
+        # fsync.  Lost in a power failure, it is BLOB_UPLOAD_UNKNOWN to the
+        # client, which starts over (as after a purge).  The first chunk's
+        # commit fsyncs the session directory, which makes it durable too.
+        self.driver.put_volatile(paths.upload_startedat(name, upload_id), json.dumps(state).encode())
         return upload_id
 
     def _state(self, name: str, upload_id: str) -> dict:
@@ -72,7 +77,7 @@ class Uploads:
         self._state(name, upload_id)
         self._hashers.pop(upload_id)
         try:
-            self.driver.delete(paths.upload_dir(name, upload_id))
+            self.driver.delete_volatile(paths.upload_dir(name, upload_id))
         except PathNotFound:
             raise BlobUploadUnknown(detail={"uuid": upload_id})
 
@@ -126,7 +131,14 @@ class Uploads:
         files are needed.  The bytes are written even when the blob seems
         stored already: only at the end (:meth:`BlobStore.claim`) is that
         known for sure, as the garbage collector may be removing it.  When it
-        is there, the new copy is dropped.  Returns the size."""
+        is there, the new copy is dropped.  Returns the size.
+
+        The disk waits overlap: the collector's use record is written while
+        the body streams in, and the repository's link while the blob
+        commits (both are fsynced; the client's 201 comes after both).  A
+        crash between the two may leave a link to bytes not yet stored,
+        which reads as an unknown blob until the client pushes it again."""
+        touched = start(self.blobs.usage.touch, digest, True)
         hasher = new_hasher(algorithm_of(digest))
         writer = self.driver.writer(paths.blob_data(digest))
         received = 0
@@ -140,17 +152,19 @@ class Uploads:
             actual = f"{hasher.name}:{hasher.hexdigest()}"
             if actual != digest:
                 raise DigestInvalid(detail={"expected": digest, "actual": actual})
-            if self.blobs.claim(digest):
+            touched.wait()
+            if self.blobs.claim(digest, touched=True):
                 writer.cancel()
+                self.blobs.link(name, digest)
             else:
-                writer.commit()
+                concurrently(writer.commit, lambda: self.blobs.link(name, digest))
         except BaseException:
             writer.cancel()
             raise
         finally:
             writer.close()
+            touched.wait_quietly()
         self.blobs.remember_size(digest, received)
-        self.blobs.link(name, digest)
         return received
 
     def finish(self, name: str, upload_id: str, digest: str, expected_size: int | None = None) -> int:
@@ -174,10 +188,12 @@ class Uploads:
             self.discard(name, upload_id)
             raise DigestInvalid(detail={"expected": digest, "actual": actual})
         if not self.blobs.claim(digest):
-            self.driver.move(path, paths.blob_data(digest))
-        # else: another upload committed the same bytes first; keep that copy.
+            # The link's fsyncs overlap the move's (see put_whole).
+            concurrently(lambda: self.driver.move(path, paths.blob_data(digest)),
+                         lambda: self.blobs.link(name, digest))
+        else:  # another upload committed the same bytes first; keep that copy.
+            self.blobs.link(name, digest)
         self.blobs.remember_size(digest, size)
-        self.blobs.link(name, digest)
         self.discard(name, upload_id)
         return size
 
@@ -198,7 +214,9 @@ class Uploads:
         """End a session, dropping whatever it received (no error if gone)."""
         self._hashers.pop(upload_id)
         try:
-            self.driver.delete(paths.upload_dir(name, upload_id))
+            # Volatile: a finished or cancelled session that a power failure
+            # brings back is unused garbage, removed by the upload purge.
+            self.driver.delete_volatile(paths.upload_dir(name, upload_id))
         except PathNotFound:
             pass
 

@@ -153,6 +153,26 @@ class CheckedDriver(StorageDriver):
         finally:
             self.stats.record("put_content", perf_counter() - start)
 
+    def put_volatile(self, path: str, data: bytes) -> None:
+        _file_path(path, self.name)
+        start = perf_counter()
+        try:
+            self.driver.put_volatile(path, data)
+        except Exception as exc:
+            _raise(exc, self.name, path)
+        finally:
+            self.stats.record("put_volatile", perf_counter() - start)
+
+    def delete_volatile(self, path: str) -> None:
+        _file_path(path, self.name)
+        start = perf_counter()
+        try:
+            self.driver.delete_volatile(path)
+        except Exception as exc:
+            _raise(exc, self.name, path)
+        finally:
+            self.stats.record("delete_volatile", perf_counter() - start)
+
     def create(self, path: str, data: bytes) -> None:
         _file_path(path, self.name)
         start = perf_counter()

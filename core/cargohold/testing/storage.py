@@ -693,6 +693,21 @@ class StorageDriverSuite:
             assert url is None or (isinstance(url, str) and url)
         any_store.delete("/redirect")
 
+    # -- put_volatile / delete_volatile ----------------------------------------------
+
+    def test_volatile_state_behaves_like_content(self, any_store):
+        any_store.put_volatile("/volatile/dir/state", b"one")
+        any_store.put_volatile("/volatile/dir/state", b"two")  # replaces, atomically
+        assert any_store.get_content("/volatile/dir/state") == b"two"
+        any_store.put_content("/volatile/keep", b"k")
+        any_store.delete_volatile("/volatile/dir")
+        with pytest.raises(PathNotFound):
+            any_store.stat("/volatile/dir")
+        assert any_store.list("/volatile") == ["/volatile/keep"]
+        with pytest.raises(PathNotFound):
+            any_store.delete_volatile("/volatile/dir")
+        any_store.delete("/volatile")
+
     # -- local_file -------------------------------------------------------------------
 
     def test_local_file(self, any_store):

@@ -114,9 +114,10 @@ class FilesystemDriver(StorageDriver):
             os.makedirs(self._tmp, exist_ok=True)
             return name, os.open(name, flags, 0o666)
 
-    def _makedirs(self, directory: str) -> None:
+    def _makedirs(self, directory: str, created: list[str]) -> None:
         """Create ``directory`` and its missing parents below the root,
-        fsyncing the parent of each one created."""
+        adding the parent of each one created to ``created`` (their new
+        entries still need an fsync)."""
         missing = []
         while len(directory) > len(self.root) and not os.path.isdir(directory):
             missing.append(directory)
@@ -126,15 +127,26 @@ class FilesystemDriver(StorageDriver):
                 os.mkdir(directory)
             except FileExistsError:
                 continue
-            _fsync_dir(os.path.dirname(directory))
+            created.append(os.path.dirname(directory))
 
-    def _rename_into(self, src: str, dst: str, place=None) -> None:
+    def _rename_into(self, src: str, dst: str, place=None, durable: bool = True) -> None:
         """``place(src, dst)`` (``os.replace`` by default, or ``os.link`` for a
         create that must not replace), creating ``dst``'s directory as needed
         and retrying when a concurrent delete removes it under us.  Raises
-        ``FileNotFoundError`` if ``src`` is gone."""
+        ``FileNotFoundError`` if ``src`` is gone.
+
+        Durability: every directory that got a new entry (``dst``'s, and the
+        parent of each directory created) is fsynced, once each, after the
+        rename, deepest first.  Batching them at the end rather than after
+        each ``mkdir`` gives the same guarantee when the call returns (all
+        entries on disk), while on a journaling file system (ext4, xfs) the
+        first fsync commits every change of the call in one transaction and
+        the others find nothing left to commit.  A crash in between can only
+        leave unreachable empty directories or a temporary file, never a
+        partial ``dst``: its content was fsynced before the rename."""
         place = place or os.replace  # looked up per call (tests replace it)
         parent = os.path.dirname(dst)
+        created: list[str] = []
         for _ in range(RETRIES):
             try:
                 place(src, dst)
@@ -143,12 +155,14 @@ class FilesystemDriver(StorageDriver):
                 if not os.path.lexists(src):
                     raise
                 try:
-                    self._makedirs(parent)
+                    self._makedirs(parent, created)
                 except FileNotFoundError:
                     pass  # a parent vanished again: retry
         else:
             raise StorageError("could not create the parent directory", path=dst)
-        _fsync_dir(parent)
+        if durable:
+            for directory in dict.fromkeys([parent, *reversed(created)]):
+                _fsync_dir(directory)
 
     def _prune(self, directory: str) -> None:
         """Remove ``directory`` and its parents below the root while empty."""
@@ -194,20 +208,27 @@ class FilesystemDriver(StorageDriver):
     def put_content(self, path: str, data: bytes) -> None:
         offload(self._place, path, data, os.replace)
 
+    def put_volatile(self, path: str, data: bytes) -> None:
+        """Atomic (a temporary file renamed into place) without any fsync:
+        the content survives the process (the page cache has it) but not
+        necessarily a power failure."""
+        offload(self._place, path, data, os.replace, False)
+
     def create(self, path: str, data: bytes) -> None:
         """A finished temporary file hard-linked into place: ``link`` fails
         when the name exists, so exactly one concurrent creator wins."""
         offload(self._place, path, data, os.link)
 
-    def _place(self, path: str, data: bytes, place) -> None:
+    def _place(self, path: str, data: bytes, place, durable: bool = True) -> None:
         tmp, fd = self._mkstemp()
         try:
             try:
                 _write_all(fd, data)
-                os.fsync(fd)
+                if durable:
+                    os.fsync(fd)
             finally:
                 os.close(fd)
-            self._rename_into(tmp, self.root + path, place)
+            self._rename_into(tmp, self.root + path, place, durable)
         except FileExistsError:
             raise FileExists(path=path) from None
         except BaseException as exc:
@@ -332,7 +353,11 @@ class FilesystemDriver(StorageDriver):
     def delete(self, path: str) -> None:
         offload(self._delete, path)
 
-    def _delete(self, path: str) -> None:
+    def delete_volatile(self, path: str) -> None:
+        """:meth:`delete` without the fsync of the parent directory."""
+        offload(self._delete, path, False)
+
+    def _delete(self, path: str, durable: bool = True) -> None:
         full = self.root + path
         try:
             os.unlink(full)
@@ -345,7 +370,8 @@ class FilesystemDriver(StorageDriver):
         except OSError as exc:
             raise _error(exc, path) from exc
         parent = os.path.dirname(full)
-        _fsync_dir(parent)
+        if durable:
+            _fsync_dir(parent)
         self._prune(parent)
 
     def _delete_tree(self, full: str, path: str) -> None:
