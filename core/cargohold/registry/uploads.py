@@ -20,7 +20,7 @@ import time
 import uuid
 from typing import Iterable
 
-from cargohold.blocking import concurrently, start
+from cargohold.blocking import concurrently, offload, start
 from cargohold.errors import BlobUploadInvalid, BlobUploadUnknown, DigestInvalid, RangeInvalid, SizeInvalid
 from cargohold.lru import LRU
 from cargohold.reference import algorithm_of, new_hasher
@@ -29,6 +29,9 @@ from cargohold.storage import paths
 from cargohold.storage.driver import PathNotFound, StorageDriver
 
 log = logging.getLogger(__name__)
+
+# Chunks at least this large are hashed in the thread pool (see _pump).
+OFFLOAD_HASH = 256 * 1024
 
 UPLOAD_ID_RE = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 
@@ -103,13 +106,8 @@ class Uploads:
             hasher = cached[1]
         path = paths.upload_data(name, upload_id)
         writer = self.driver.writer(path, append=current > 0)
-        received = 0
         try:
-            for chunk in chunks:
-                writer.write(chunk)
-                if hasher is not None:
-                    hasher.update(chunk)
-                received += len(chunk)
+            received = _pump(chunks, writer, hasher)
             if length is not None and received != length:
                 raise SizeInvalid(f"received {received} bytes, Content-Length said {length}")
             writer.commit()
@@ -141,12 +139,8 @@ class Uploads:
         touched = start(self.blobs.usage.touch, digest, True)
         hasher = new_hasher(algorithm_of(digest))
         writer = self.driver.writer(paths.blob_data(digest))
-        received = 0
         try:
-            for chunk in chunks:
-                writer.write(chunk)
-                hasher.update(chunk)
-                received += len(chunk)
+            received = _pump(chunks, writer, hasher)
             if length is not None and received != length:
                 raise SizeInvalid(f"received {received} bytes, Content-Length said {length}")
             actual = f"{hasher.name}:{hasher.hexdigest()}"
@@ -267,6 +261,37 @@ class Uploads:
                         pass
                 elif not leaf.startswith("_"):
                     stack.append(child)
+
+
+def _pump(chunks: Iterable[bytes], writer, hasher) -> int:
+    """Write each chunk of a request body to ``writer`` and hash it, while
+    the next chunk is being received: one chunk is stored (written and
+    hashed in the thread pool, where ``hashlib`` runs without the GIL) as
+    the next one arrives from the socket.  Returns the bytes received."""
+    received = 0
+    pending = None
+    try:
+        for chunk in chunks:
+            if pending is not None:
+                pending.wait()
+            pending = start(_store, writer, hasher, chunk)
+            received += len(chunk)
+        if pending is not None:
+            done, pending = pending, None
+            done.wait()
+    finally:
+        if pending is not None:  # the body failed: let the last write end first
+            pending.wait_quietly()
+    return received
+
+
+def _store(writer, hasher, chunk: bytes) -> None:
+    writer.write(chunk)
+    if hasher is not None:
+        if len(chunk) >= OFFLOAD_HASH:
+            offload(hasher.update, chunk)
+        else:
+            hasher.update(chunk)
 
 
 def _started_at(raw: bytes) -> float:
