@@ -468,14 +468,7 @@ def test_a_client_that_stops_reading_a_file_body_is_cut_off(start, tmp_path):
         sock.connect(("127.0.0.1", server.port))
         sock.sendall(f"GET /file?count={64 << 20} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
         time.sleep(3)  # reads nothing for longer than http.timeouts.body
-        sock.settimeout(5)
-        received = 0
-        try:
-            while chunk := sock.recv(1 << 20):
-                received += len(chunk)
-        except ConnectionResetError:
-            pass
-        assert received < 64 << 20  # closed: what it can still read ends early
+        assert read_until_closed(sock) < 64 << 20  # closed: what it can still read ends early
     assert server.get("/v2/")[0] == 200  # the worker serves on
     assert "Traceback" not in server.log()
 
@@ -675,6 +668,18 @@ def test_idle_silent_and_trickling_clients_are_closed_at_their_timeouts(start):
         conn.close()
 
 
+def read_until_closed(sock: socket.socket) -> int:
+    """Read until the server closes the connection; returns the bytes read."""
+    sock.settimeout(5)
+    got = 0
+    try:
+        while chunk := sock.recv(1 << 20):
+            got += len(chunk)
+    except ConnectionResetError:
+        pass
+    return got
+
+
 def raw_get(port: int) -> int:
     conn = Raw(port).send(b"GET /v2/ HTTP/1.1\r\n\r\n")
     try:
@@ -705,14 +710,7 @@ def test_a_client_that_stops_reading_is_cut_off_but_a_slow_one_is_not(start):
         time.sleep(0.01)
     assert received > 4 << 20 and time.monotonic() - began > 1.0
     # Meanwhile the one that read nothing was closed: what it can still read ends early.
-    stalled.settimeout(5)
-    got = 0
-    try:
-        while chunk := stalled.recv(1 << 20):
-            got += len(chunk)
-    except ConnectionResetError:
-        pass
-    assert got < 64 << 20
+    assert read_until_closed(stalled) < 64 << 20
     stalled.close()
     slow.close()
     assert server.get("/v2/")[0] == 200

@@ -275,13 +275,16 @@ class FilesystemDriver(StorageDriver):
             except OSError:
                 pass
 
-    def reader(self, path: str, offset: int = 0) -> BinaryIO:
+    def _open(self, path: str) -> io.FileIO:
         try:
-            raw = io.FileIO(self.root + path, "rb")
+            return io.FileIO(self.root + path, "rb")
         except (*_NOT_FOUND, IsADirectoryError):
             raise PathNotFound(path=path) from None
         except OSError as exc:
             raise _error(exc, path) from exc
+
+    def reader(self, path: str, offset: int = 0) -> BinaryIO:
+        raw = self._open(path)
         try:
             size = os.fstat(raw.fileno()).st_size
             if offset < 0 or offset > size:
@@ -296,12 +299,7 @@ class FilesystemDriver(StorageDriver):
     def local_file(self, path: str) -> BinaryIO:
         """The stored file itself, opened unbuffered: the server sends it
         with ``sendfile``, without copying the bytes through Python."""
-        try:
-            raw = io.FileIO(self.root + path, "rb")
-        except (*_NOT_FOUND, IsADirectoryError):
-            raise PathNotFound(path=path) from None
-        except OSError as exc:
-            raise _error(exc, path) from exc
+        raw = self._open(path)
         if not stat_module.S_ISREG(os.fstat(raw.fileno()).st_mode):
             raw.close()
             raise PathNotFound(path=path)
