@@ -163,6 +163,9 @@ def main(argv=None) -> int:
     p.add_argument("--wrk-rounds", type=int, default=3)
     p.add_argument("--quick", action="store_true", help="regbench --quick and one wrk round of 5 s")
     p.add_argument("--scenarios", help="regbench scenarios (default all)")
+    p.add_argument("--verify-pulls", choices=("all", "first"), default="first",
+                   help="regbench's pull-large hashing: 'first' (default here) keeps its Python client"
+                   " from being the ceiling")
     p.add_argument("--skip-limits", action="store_true")
     p.add_argument("--skip-wrk", action="store_true")
     a = p.parse_args(argv)
@@ -178,7 +181,8 @@ def main(argv=None) -> int:
         url_a, url_b = (f"http://127.0.0.1:{port}" for port in ports)
         reg_json = os.path.join(workdir, "regbench.json")
         cmd = [a.regbench_python, a.regbench, "--url", url_a, "--compare", url_b,
-               "--server-pid", str(a_proc.pid), "--compare-pid", str(b_proc.pid), "--json", reg_json]
+               "--server-pid", str(a_proc.pid), "--compare-pid", str(b_proc.pid), "--json", reg_json,
+               "--verify-pulls", a.verify_pulls]
         if not a.skip_limits:
             cmd += ["--limits", "--limits-dir", workdir]
         if a.quick:
