@@ -60,8 +60,9 @@ _DISCARD_MAX = 64 * 1024
 # One sendfile call moves at most this much, so that other greenlets get a
 # turn while a large, page-cached blob goes out to a fast client.
 _SENDFILE_STEP = 8 << 20
-# sendfile errors meaning "not from this file" (nothing sent yet): copy instead.
+# sendfile errors meaning "not from this file": the copy loop sends the rest.
 _NO_SENDFILE = (errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP)
+# A file body larger than this gets a send buffer of _SNDBUF bytes.
 _SENDFILE_BIG = 1 << 20
 _SNDBUF = 4 << 20
 _TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
@@ -140,6 +141,15 @@ def _unsent(sock) -> int | None:
         return struct.unpack("i", fcntl.ioctl(sock.fileno(), termios.TIOCOUTQ, b"\0\0\0\0"))[0]
     except (OSError, ValueError, AttributeError):
         return None
+
+
+def _read_ahead(fd: int, offset: int, count: int) -> None:
+    """``POSIX_FADV_WILLNEED``: start reading the range into the page cache
+    (no wait for it), where the system offers it."""
+    try:
+        os.posix_fadvise(fd, offset, count, os.POSIX_FADV_WILLNEED)
+    except (AttributeError, OSError):
+        pass
 
 
 def error_response(error: RegistryError) -> bytes:
@@ -703,7 +713,16 @@ class _Connection:
                 # A large send buffer: fewer EAGAIN round trips through the
                 # event loop per blob (the kernel caps it at net.core.wmem_max).
                 self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, _SNDBUF)
+            advised = position
             while position < end:
+                if advised < end and advised - position < _SENDFILE_STEP:
+                    # Keep one to two steps ahead asked for, so that a blob
+                    # not in the page cache is read from the disk while the
+                    # previous step is sent, rather than by sendfile (which
+                    # would wait for the disk on the event loop).
+                    upto = min(end, position + 2 * _SENDFILE_STEP)
+                    _read_ahead(in_fd, advised, upto - advised)
+                    advised = upto
                 try:
                     n = os.sendfile(out_fd, in_fd, position, min(end - position, _SENDFILE_STEP))
                 except BlockingIOError:
