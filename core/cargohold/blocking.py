@@ -58,3 +58,75 @@ def native_lock():
     from gevent import monkey
 
     return monkey.get_original("_thread", "allocate_lock")()
+
+
+class Started:
+    """A call started by :func:`start`; :meth:`wait` returns its result or
+    raises its exception."""
+
+    __slots__ = ("_greenlet", "_ok", "_value")
+
+    def __init__(self, fn: Callable[..., T], args: tuple):
+        self._greenlet = None
+        if _gevent_active():
+            import gevent
+
+            self._greenlet = gevent.spawn(_outcome, fn, args)
+        else:
+            self._ok, self._value = _outcome(fn, args)
+
+    def wait(self):
+        if self._greenlet is not None:
+            self._ok, self._value = self._greenlet.get()
+            self._greenlet = None
+        if self._ok:
+            return self._value
+        raise self._value
+
+    def wait_quietly(self) -> None:
+        """Wait for the end, dropping any exception (on an error path that
+        is already raising its own)."""
+        try:
+            self.wait()
+        except BaseException:
+            pass
+
+
+def start(fn: Callable[..., T], *args) -> Started:
+    """Begin ``fn(*args)`` alongside the caller: in its own greenlet when
+    serving, so that its waits on the disk (an ``fsync`` in :func:`offload`)
+    overlap the caller's; outside a gevent server it runs right away.  Call
+    :meth:`Started.wait` for the outcome before relying on it."""
+    return Started(fn, args)
+
+
+def concurrently(*calls: Callable[[], object]) -> None:
+    """Run the zero-argument ``calls`` together (see :func:`start`; the
+    last one in the caller) and return once all have ended; the first
+    exception, in call order, is then raised.  For writes that do not
+    depend on each other, such as two files each made durable with their
+    own ``fsync``: the disk waits overlap and the file system commits them
+    in one journal transaction.  Outside a gevent server they run in order."""
+    started = [start(call) for call in calls[:-1]]
+    started.append(_Now(calls[-1]))
+    errors = []
+    for each in started:
+        try:
+            each.wait()
+        except BaseException as e:  # the others still finish before raising
+            errors.append(e)
+    if errors:
+        try:
+            raise errors[0]
+        finally:
+            errors = []
+
+
+class _Now(Started):
+    """A call run right away in the caller (the last of :func:`concurrently`)."""
+
+    __slots__ = ()
+
+    def __init__(self, fn: Callable[[], object]):
+        self._greenlet = None
+        self._ok, self._value = _outcome(fn, ())

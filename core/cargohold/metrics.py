@@ -48,6 +48,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Histo
 from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
 
 from cargohold.client_input import BODY_KEY
+from cargohold.filebody import file_body_of
 from cargohold.request_context import assign_request_id
 
 log = logging.getLogger("cargohold.metrics")
@@ -494,6 +495,13 @@ class _MeteredBody:
             self._sent += len(chunk)
             yield chunk
 
+    @property
+    def file_body(self):
+        """The app's :class:`~cargohold.filebody.FileBody`, if it returned
+        one, for a server that sends the file itself (its bytes are counted
+        from it at close)."""
+        return file_body_of(self._result)
+
     def close(self) -> None:
         try:
             close = getattr(self._result, "close", None)
@@ -502,7 +510,9 @@ class _MeteredBody:
         finally:
             if not self._done:
                 self._done = True
-                _record(self._metered, self._environ, self._status[0], self._started, self._sent)
+                file_body = file_body_of(self._result)
+                _record(self._metered, self._environ, self._status[0], self._started,
+                        self._sent if file_body is None else file_body.sent)
 
 
 class _SizedBody(_MeteredBody):

@@ -29,8 +29,20 @@ from flask import Flask, Response, request
 from cargohold import server
 from cargohold.config import ConfigError
 
+from cargohold.filebody import FileBody
+
 config = json.loads(sys.argv[1])
 marker = sys.argv[2]
+
+# Counts the server's os.sendfile calls (and makes them) for the tests.
+SENDFILE_CALLS = [0]
+_sendfile = os.sendfile
+
+def counting_sendfile(*args):
+    SENDFILE_CALLS[0] += 1
+    return _sendfile(*args)
+
+os.sendfile = counting_sendfile
 
 def make_app():
     if os.environ.get("TEST_FAIL_STARTUP"):
@@ -74,6 +86,17 @@ def make_app():
     def big():
         n = int(request.args.get("mib", "8"))
         return Response((b"x" * (1 << 20) for _ in range(n)), mimetype="application/octet-stream")
+
+    @app.get("/file")
+    def file():  # a FileBody: sent with sendfile on plain HTTP, copied over TLS
+        offset, count = int(request.args.get("offset", "0")), int(request.args["count"])
+        body = FileBody(open(marker + ".data", "rb", buffering=0), offset, count)
+        return Response(body, headers={"Content-Length": str(count)}, direct_passthrough=True,
+                        mimetype="application/octet-stream")
+
+    @app.get("/sendfile-calls")
+    def sendfile_calls():
+        return str(SENDFILE_CALLS[0])
 
     @app.route("/echo", methods=["GET", "POST", "PUT", "HEAD"])
     @app.route("/echo/<path:rest>", methods=["POST"])
@@ -373,8 +396,17 @@ def test_tls(start, tmp_path):
         ctx.check_hostname = False
         conn = http.client.HTTPSConnection("127.0.0.1", port, context=ctx, timeout=10)
         conn.request("GET", "/v2/")
-        assert conn.getresponse().status == 200
+        resp = conn.getresponse()
+        assert resp.status == 200 and resp.read() == b"{}\n"
         assert conn.sock.version() == "TLSv1.3"
+        # A file body is copied through Python (TLS encrypts in user space): no sendfile.
+        data = os.urandom(3 << 20)
+        (tmp_path / "marker.data").write_bytes(data)
+        conn.request("GET", f"/file?offset=5&count={len(data) - 9}")
+        resp = conn.getresponse()
+        assert resp.status == 200 and resp.read() == data[5:-4]
+        conn.request("GET", "/sendfile-calls")
+        assert conn.getresponse().read() == b"0"
         conn.close()
         old = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
         old.check_hostname, old.verify_mode = False, ssl.CERT_NONE
@@ -392,6 +424,53 @@ def test_tls(start, tmp_path):
         assert "Traceback" not in server.log()
     finally:
         server.close()
+
+
+def test_file_bodies_go_out_through_sendfile_on_plain_http(start, tmp_path):
+    server = start()
+    data = os.urandom((20 << 20) + 12345)  # above one sendfile step
+    (tmp_path / "marker.data").write_bytes(data)
+    conn = server.connect()
+    try:
+        for offset, count in ((0, len(data)), (1, 1), (777, (9 << 20) + 3), (len(data) - 10, 10), (0, 0)):
+            conn.request("GET", f"/file?offset={offset}&count={count}")
+            resp = conn.getresponse()
+            assert resp.status == 200
+            assert resp.getheader("Content-Length") == str(count)
+            assert resp.read() == data[offset:offset + count]
+        conn.request("HEAD", f"/file?count={len(data)}")
+        resp = conn.getresponse()
+        assert resp.status == 200 and resp.read() == b""
+        conn.request("GET", "/sendfile-calls")  # the same connection carried on
+        calls = int(conn.getresponse().read())
+    finally:
+        conn.close()
+    assert calls >= 4  # each non-empty body, the largest in steps
+    # A file shorter than the Content-Length: the body ends early and the
+    # connection closes (the client sees a short read, never other bytes).
+    conn = server.connect()
+    try:
+        conn.request("GET", f"/file?offset={len(data) - 100}&count=1000")
+        resp = conn.getresponse()
+        with pytest.raises(http.client.IncompleteRead) as short:
+            resp.read()
+        assert short.value.partial == data[-100:]
+    finally:
+        conn.close()
+    assert "Traceback" not in server.log()
+
+
+def test_a_client_that_stops_reading_a_file_body_is_cut_off(start, tmp_path):
+    server = start(make_config(timeouts_body="1s"))
+    (tmp_path / "marker.data").write_bytes(os.urandom(64 << 20))
+    with socket.socket() as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 16384)
+        sock.connect(("127.0.0.1", server.port))
+        sock.sendall(f"GET /file?count={64 << 20} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+        time.sleep(3)  # reads nothing for longer than http.timeouts.body
+        assert read_until_closed(sock) < 64 << 20  # closed: what it can still read ends early
+    assert server.get("/v2/")[0] == 200  # the worker serves on
+    assert "Traceback" not in server.log()
 
 
 def test_address_in_use_is_a_config_error(tmp_path):
@@ -589,6 +668,18 @@ def test_idle_silent_and_trickling_clients_are_closed_at_their_timeouts(start):
         conn.close()
 
 
+def read_until_closed(sock: socket.socket) -> int:
+    """Read until the server closes the connection; returns the bytes read."""
+    sock.settimeout(5)
+    got = 0
+    try:
+        while chunk := sock.recv(1 << 20):
+            got += len(chunk)
+    except ConnectionResetError:
+        pass
+    return got
+
+
 def raw_get(port: int) -> int:
     conn = Raw(port).send(b"GET /v2/ HTTP/1.1\r\n\r\n")
     try:
@@ -619,14 +710,7 @@ def test_a_client_that_stops_reading_is_cut_off_but_a_slow_one_is_not(start):
         time.sleep(0.01)
     assert received > 4 << 20 and time.monotonic() - began > 1.0
     # Meanwhile the one that read nothing was closed: what it can still read ends early.
-    stalled.settimeout(5)
-    got = 0
-    try:
-        while chunk := stalled.recv(1 << 20):
-            got += len(chunk)
-    except ConnectionResetError:
-        pass
-    assert got < 64 << 20
+    assert read_until_closed(stalled) < 64 << 20
     stalled.close()
     slow.close()
     assert server.get("/v2/")[0] == 200

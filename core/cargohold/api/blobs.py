@@ -92,7 +92,7 @@ def get_blob(name: str, digest: str):
         resp = Response(b"", status=status, content_type="application/octet-stream", headers=headers)
         resp.headers["Content-Length"] = str(length)
         return resp
-    body = reg.blobs.open(digest, start, length)
+    body = reg.blobs.open_file(digest, start, length) or reg.blobs.open(digest, start, length)
     events.emit(events.PULL, name, digest, events.BLOB_MEDIA_TYPE, size)
     resp = Response(body, status=status, content_type="application/octet-stream", headers=headers,
                     direct_passthrough=True)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Iterator
 
 from cargohold.errors import BlobUnknown
+from cargohold.filebody import FileBody
 from cargohold.gc.usage import UsageRecorder
 from cargohold.lru import LRU
 from cargohold.registry.catalog import Listings
@@ -71,12 +72,15 @@ class BlobStore:
         condemning the blob is looked for again once it has settled."""
         return self.usage.check(digest, lambda: self.is_linked(name, digest))
 
-    def claim(self, digest: str) -> bool:
+    def claim(self, digest: str, touched: bool = False) -> bool:
         """Before storing bytes under ``digest``: record the use (always
-        written), wait out a collector condemning it, then say whether the
-        bytes are in the store (asked of the store, never the cache).  When
-        this returns True the bytes stay for at least the grace window."""
-        self.usage.touch(digest, force=True)
+        written; ``touched`` when the caller already wrote it with
+        ``usage.touch(digest, force=True)``), wait out a collector
+        condemning it, then say whether the bytes are in the store (asked of
+        the store, never the cache).  When this returns True the bytes stay
+        for at least the grace window."""
+        if not touched:
+            self.usage.touch(digest, force=True)
         self.usage.wait_settled(digest)
         try:
             size = self.driver.stat(paths.blob_data(digest)).size
@@ -118,6 +122,18 @@ class BlobStore:
             self._sizes.pop(digest)
             raise BlobUnknown(detail={"digest": digest}) from None
         return _chunks(reader, length)
+
+    def open_file(self, digest: str, offset: int, length: int) -> FileBody | None:
+        """``length`` bytes from ``offset`` as a :class:`FileBody` (the
+        server may hand the file to the kernel), or ``None`` when the driver
+        keeps no local files: then use :meth:`open`.  BLOB_UNKNOWN as for
+        :meth:`open`."""
+        try:
+            file = self.driver.local_file(paths.blob_data(digest))
+        except PathNotFound:
+            self._sizes.pop(digest)
+            raise BlobUnknown(detail={"digest": digest}) from None
+        return None if file is None else FileBody(file, offset, length)
 
     def redirect_url(self, digest: str, method: str = "GET") -> str | None:
         return self.driver.redirect_url(paths.blob_data(digest), method)

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 
+from cargohold.blocking import concurrently
 from cargohold.errors import ManifestBlobUnknown, ManifestUnknown, NameUnknown
 from cargohold.lru import SizedLRU
 from cargohold.manifests import Manifest, manifest_closure, media_type_of, parse
@@ -128,10 +130,13 @@ class Manifests:
             self.driver.put_content(
                 paths.referrer_link(name, subject.digest, manifest.digest), json.dumps(descriptor).encode()
             )
-        self.driver.put_content(paths.manifest_revision_link(name, manifest.digest), manifest.digest.encode())
+        # The revision link and the tags only need the content first: they
+        # are written together, their fsyncs overlapping (and committed in
+        # one journal transaction where the file system has one).
+        link = manifest.digest.encode()
+        concurrently(lambda: self.driver.put_content(paths.manifest_revision_link(name, manifest.digest), link),
+                     *(functools.partial(self.driver.put_content, paths.tag_link(name, tag), link) for tag in tags))
         self.listings.repository_used(name)
-        for tag in tags:
-            self.driver.put_content(paths.tag_link(name, tag), manifest.digest.encode())
         if tags:
             self.listings.tags_changed(name, added=tags)
 

@@ -20,6 +20,7 @@ import time
 import uuid
 from typing import Callable, Iterable
 
+from cargohold.blocking import concurrently, offload, start
 from cargohold.errors import BlobUploadInvalid, BlobUploadUnknown, DigestInvalid, RangeInvalid, SizeInvalid
 from cargohold.lru import LRU
 from cargohold.reference import algorithm_of, new_hasher
@@ -32,6 +33,9 @@ log = logging.getLogger(__name__)
 #: A check run between an upload's verification and its commit:
 #: ``(digest, size)``, raising to refuse (see ``cargohold_before_blob_commit``).
 BeforeCommit = Callable[[str, int], None]
+
+# Chunks at least this large are hashed in the thread pool (see _pump).
+OFFLOAD_HASH = 256 * 1024
 
 UPLOAD_ID_RE = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 
@@ -48,7 +52,11 @@ class Uploads:
     def start(self, name: str, algorithm: str = "sha256") -> str:
         upload_id = str(uuid.uuid4())
         state = {"startedat": dt.datetime.now(dt.timezone.utc).isoformat(), "algorithm": algorithm}
-        self.driver.put_content(paths.upload_startedat(name, upload_id), json.dumps(state).encode())
+        # Volatile: a session that has received nothing is not worth an
+        # fsync.  Lost in a power failure, it is BLOB_UPLOAD_UNKNOWN to the
+        # client, which starts over (as after a purge).  The first chunk's
+        # commit fsyncs the session directory, which makes it durable too.
+        self.driver.put_volatile(paths.upload_startedat(name, upload_id), json.dumps(state).encode())
         return upload_id
 
     def _state(self, name: str, upload_id: str) -> dict:
@@ -76,7 +84,7 @@ class Uploads:
         self._state(name, upload_id)
         self._hashers.pop(upload_id)
         try:
-            self.driver.delete(paths.upload_dir(name, upload_id))
+            self.driver.delete_volatile(paths.upload_dir(name, upload_id))
         except PathNotFound:
             raise BlobUploadUnknown(detail={"uuid": upload_id})
 
@@ -102,13 +110,8 @@ class Uploads:
             hasher = cached[1]
         path = paths.upload_data(name, upload_id)
         writer = self.driver.writer(path, append=current > 0)
-        received = 0
         try:
-            for chunk in chunks:
-                writer.write(chunk)
-                if hasher is not None:
-                    hasher.update(chunk)
-                received += len(chunk)
+            received = _pump(chunks, writer, hasher)
             if length is not None and received != length:
                 raise SizeInvalid(f"received {received} bytes, Content-Length said {length}")
             writer.commit()
@@ -133,15 +136,18 @@ class Uploads:
         known for sure, as the garbage collector may be removing it.  When it
         is there, the new copy is dropped.  ``before_commit(digest, size)``
         runs once the digest matched, before anything is committed or
-        linked; if it raises, the bytes are dropped.  Returns the size."""
+        linked; if it raises, the bytes are dropped.  Returns the size.
+
+        The disk waits overlap: the collector's use record is written while
+        the body streams in, and the repository's link while the blob
+        commits (both are fsynced; the client's 201 comes after both).  A
+        crash between the two may leave a link to bytes not yet stored,
+        which reads as an unknown blob until the client pushes it again."""
+        touched = start(self.blobs.usage.touch, digest, True)
         hasher = new_hasher(algorithm_of(digest))
         writer = self.driver.writer(paths.blob_data(digest))
-        received = 0
         try:
-            for chunk in chunks:
-                writer.write(chunk)
-                hasher.update(chunk)
-                received += len(chunk)
+            received = _pump(chunks, writer, hasher)
             if length is not None and received != length:
                 raise SizeInvalid(f"received {received} bytes, Content-Length said {length}")
             actual = f"{hasher.name}:{hasher.hexdigest()}"
@@ -149,17 +155,19 @@ class Uploads:
                 raise DigestInvalid(detail={"expected": digest, "actual": actual})
             if before_commit is not None:
                 before_commit(digest, received)
-            if self.blobs.claim(digest):
+            touched.wait()
+            if self.blobs.claim(digest, touched=True):
                 writer.cancel()
+                self.blobs.link(name, digest)
             else:
-                writer.commit()
+                concurrently(writer.commit, lambda: self.blobs.link(name, digest))
         except BaseException:
             writer.cancel()
             raise
         finally:
             writer.close()
+            touched.wait_quietly()
         self.blobs.remember_size(digest, received)
-        self.blobs.link(name, digest)
         return received
 
     def finish(self, name: str, upload_id: str, digest: str, expected_size: int | None = None,
@@ -192,10 +200,12 @@ class Uploads:
                 self.discard(name, upload_id)
                 raise
         if not self.blobs.claim(digest):
-            self.driver.move(path, paths.blob_data(digest))
-        # else: another upload committed the same bytes first; keep that copy.
+            # The link's fsyncs overlap the move's (see put_whole).
+            concurrently(lambda: self.driver.move(path, paths.blob_data(digest)),
+                         lambda: self.blobs.link(name, digest))
+        else:  # another upload committed the same bytes first; keep that copy.
+            self.blobs.link(name, digest)
         self.blobs.remember_size(digest, size)
-        self.blobs.link(name, digest)
         self.discard(name, upload_id)
         return size
 
@@ -216,7 +226,9 @@ class Uploads:
         """End a session, dropping whatever it received (no error if gone)."""
         self._hashers.pop(upload_id)
         try:
-            self.driver.delete(paths.upload_dir(name, upload_id))
+            # Volatile: a finished or cancelled session that a power failure
+            # brings back is unused garbage, removed by the upload purge.
+            self.driver.delete_volatile(paths.upload_dir(name, upload_id))
         except PathNotFound:
             pass
 
@@ -266,6 +278,37 @@ class Uploads:
                         pass
                 elif paths.may_hold_repositories(child):
                     stack.append(child)
+
+
+def _pump(chunks: Iterable[bytes], writer, hasher) -> int:
+    """Write each chunk of a request body to ``writer`` and hash it, while
+    the next chunk is being received: one chunk is stored (written and
+    hashed in the thread pool, where ``hashlib`` runs without the GIL) as
+    the next one arrives from the socket.  Returns the bytes received."""
+    received = 0
+    pending = None
+    try:
+        for chunk in chunks:
+            if pending is not None:
+                pending.wait()
+            pending = start(_store, writer, hasher, chunk)
+            received += len(chunk)
+        if pending is not None:
+            done, pending = pending, None
+            done.wait()
+    finally:
+        if pending is not None:  # the body failed: let the last write end first
+            pending.wait_quietly()
+    return received
+
+
+def _store(writer, hasher, chunk: bytes) -> None:
+    writer.write(chunk)
+    if hasher is not None:
+        if len(chunk) >= OFFLOAD_HASH:
+            offload(hasher.update, chunk)
+        else:
+            hasher.update(chunk)
 
 
 def _started_at(raw: bytes) -> float:

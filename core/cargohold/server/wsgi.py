@@ -12,6 +12,7 @@ import errno
 import fcntl
 import json
 import logging
+import os
 import re
 import resource
 import socket
@@ -28,10 +29,12 @@ from wsgiref.handlers import format_date_time
 
 import gevent
 import gevent.event
+from gevent.socket import wait_write
 from gevent import GreenletExit
 from gevent.pool import Group
 
 from cargohold.client_input import BodyEndedEarly, BodyMalformed
+from cargohold.filebody import FileBody, file_body_of
 from cargohold.errors import (
     HeadersTooLarge, RegistryError, RequestInvalid, RequestTimeout, Unavailable, Unknown, URITooLong, error_body,
 )
@@ -54,6 +57,14 @@ _COALESCE_MAX = 64 * 1024
 # After a response, an unread request body up to this size is read and
 # dropped to keep the connection; a bigger one closes it.
 _DISCARD_MAX = 64 * 1024
+# One sendfile call moves at most this much, so that other greenlets get a
+# turn while a large, page-cached blob goes out to a fast client.
+_SENDFILE_STEP = 8 << 20
+# sendfile errors meaning "not from this file": the copy loop sends the rest.
+_NO_SENDFILE = (errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP)
+# A file body larger than this gets a send buffer of _SNDBUF bytes.
+_SENDFILE_BIG = 1 << 20
+_SNDBUF = 4 << 20
 _TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
 _HEX = re.compile(rb"[0-9A-Fa-f]{1,16}")
 _VERSIONS = ("HTTP/1.1", "HTTP/1.0")
@@ -130,6 +141,15 @@ def _unsent(sock) -> int | None:
         return struct.unpack("i", fcntl.ioctl(sock.fileno(), termios.TIOCOUTQ, b"\0\0\0\0"))[0]
     except (OSError, ValueError, AttributeError):
         return None
+
+
+def _read_ahead(fd: int, offset: int, count: int) -> None:
+    """``POSIX_FADV_WILLNEED``: start reading the range into the page cache
+    (no wait for it), where the system offers it."""
+    try:
+        os.posix_fadvise(fd, offset, count, os.POSIX_FADV_WILLNEED)
+    except (AttributeError, OSError):
+        pass
 
 
 def error_response(error: RegistryError) -> bytes:
@@ -528,6 +548,13 @@ class _Connection:
         result = None
         try:
             result = self.server.application(env, self.start_response)
+            if self.sendfile_ok and self.response_headers is not None:
+                file_body = file_body_of(result)
+                if file_body is not None:
+                    self._send_head(b"")
+                    if self.body_left and not self.chunked_response:
+                        self._sendfile(file_body)
+                    # Whatever sendfile left (nothing, normally) is read below.
             for chunk in result:
                 if chunk:
                     self.write(chunk)
@@ -664,6 +691,64 @@ class _Connection:
                 if left is None or (self._queued is not None and left >= self._queued):
                     raise
                 self._queued = left
+
+    @property
+    def sendfile_ok(self) -> bool:
+        """Whether a file body may go out through ``sendfile``: plain HTTP
+        (TLS needs the bytes in user space to encrypt them) and a body."""
+        return self.server.ssl_context is None and self.command != "HEAD"
+
+    def _sendfile(self, body: FileBody) -> None:
+        """Send the rest of ``body`` with ``os.sendfile``: the kernel copies
+        it from the page cache to the socket, Python never sees the bytes.
+        The socket is non-blocking (gevent), so a full send buffer gives
+        ``EAGAIN`` and the greenlet waits until it drains, within
+        ``http.timeouts.body`` as :meth:`send` does.  A file system that
+        cannot ``sendfile`` leaves the rest to the caller's copy loop."""
+        out_fd, in_fd = self.sock.fileno(), body.fileno()
+        position, end = body.offset + body.sent, body.offset + body.count
+        timeout = self.server.timeouts.body
+        try:
+            if end - position > _SENDFILE_BIG:
+                # A large send buffer: fewer EAGAIN round trips through the
+                # event loop per blob (the kernel caps it at net.core.wmem_max).
+                self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, _SNDBUF)
+            advised = position
+            while position < end:
+                if advised < end and advised - position < _SENDFILE_STEP:
+                    # Keep one to two steps ahead asked for, so that a blob
+                    # not in the page cache is read from the disk while the
+                    # previous step is sent, rather than by sendfile (which
+                    # would wait for the disk on the event loop).
+                    upto = min(end, position + 2 * _SENDFILE_STEP)
+                    _read_ahead(in_fd, advised, upto - advised)
+                    advised = upto
+                try:
+                    n = os.sendfile(out_fd, in_fd, position, min(end - position, _SENDFILE_STEP))
+                except BlockingIOError:
+                    try:
+                        wait_write(out_fd, timeout)
+                    except TimeoutError:
+                        left = _unsent(self.sock)
+                        if left is None or (self._queued is not None and left >= self._queued):
+                            raise
+                        self._queued = left
+                    continue
+                except OSError as e:
+                    if e.errno in _NO_SENDFILE:
+                        return  # the copy loop sends the rest instead
+                    raise
+                if not n:
+                    return  # the file is shorter than said: the copy loop ends it too
+                position += n
+                body.sent += n
+                self.response_length += n
+                if self.body_left is not None:
+                    self.body_left -= n
+            self._queued = None
+        except OSError:
+            self.client_gone = True
+            raise
 
     def send(self, data: bytes, quiet: bool = False) -> None:
         # One plain send() usually takes it all.  Not sendall(): its timeout

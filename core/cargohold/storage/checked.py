@@ -153,6 +153,26 @@ class CheckedDriver(StorageDriver):
         finally:
             self.stats.record("put_content", perf_counter() - start)
 
+    def put_volatile(self, path: str, data: bytes) -> None:
+        _file_path(path, self.name)
+        start = perf_counter()
+        try:
+            self.driver.put_volatile(path, data)
+        except Exception as exc:
+            _raise(exc, self.name, path)
+        finally:
+            self.stats.record("put_volatile", perf_counter() - start)
+
+    def delete_volatile(self, path: str) -> None:
+        _file_path(path, self.name)
+        start = perf_counter()
+        try:
+            self.driver.delete_volatile(path)
+        except Exception as exc:
+            _raise(exc, self.name, path)
+        finally:
+            self.stats.record("delete_volatile", perf_counter() - start)
+
     def create(self, path: str, data: bytes) -> None:
         _file_path(path, self.name)
         start = perf_counter()
@@ -261,6 +281,16 @@ class CheckedDriver(StorageDriver):
 
     def local_directory(self) -> str | None:
         return self.driver.local_directory()
+
+    def local_file(self, path: str) -> BinaryIO | None:
+        _file_path(path, self.name)
+        start = perf_counter()
+        try:
+            return self.driver.local_file(path)
+        except Exception as exc:
+            _raise(exc, self.name, path)
+        finally:
+            self.stats.record("local_file", perf_counter() - start)
 
     def close(self) -> None:
         try:

@@ -166,6 +166,20 @@ class StorageDriver(abc.ABC):
         """Store ``data`` at ``path`` atomically and durably, replacing any
         previous content."""
 
+    def put_volatile(self, path: str, data: bytes) -> None:
+        """:meth:`put_content` for state the registry can afford to lose in
+        a power failure (an upload session that has not received any
+        bytes yet): as atomic, visible to every process at once and kept
+        across a crash of the registry's processes, but a driver may skip
+        forcing it to disk.  The default is :meth:`put_content`."""
+        self.put_content(path, data)
+
+    def delete_volatile(self, path: str) -> None:
+        """:meth:`delete` of volatile state (see :meth:`put_volatile`): a
+        power failure may bring the deleted files back.  The default is
+        :meth:`delete`."""
+        self.delete(path)
+
     def create(self, path: str, data: bytes) -> None:
         """Store ``data`` at ``path`` only if nothing is there: a conditional
         create, atomic against every process sharing the store.  When several
@@ -244,6 +258,16 @@ class StorageDriver(abc.ABC):
         where the core may keep state of its own that needs a local disk
         (the notification queue when ``notifications.queuedir`` is unset);
         ``None`` when the storage is not local (object stores)."""
+        return None
+
+    def local_file(self, path: str) -> BinaryIO | None:
+        """The file stored at ``path`` opened as an operating-system file on
+        this machine (unbuffered, with a ``fileno()`` whose bytes are the
+        content from offset 0), or ``None`` when the driver keeps no local
+        files (object stores).  The server hands such a file to the kernel
+        (``sendfile``) instead of copying its bytes through Python; the
+        caller closes it.  An open file keeps its bytes readable even if the
+        path is deleted meanwhile.  :class:`PathNotFound` if absent."""
         return None
 
     def close(self) -> None:

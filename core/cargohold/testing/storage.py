@@ -21,6 +21,7 @@ wrapper would hide a driver that leaks foreign exceptions.
 
 from __future__ import annotations
 
+import os
 import random
 import threading
 import time
@@ -691,6 +692,42 @@ class StorageDriverSuite:
             url = any_store.redirect_url("/redirect/file", method)
             assert url is None or (isinstance(url, str) and url)
         any_store.delete("/redirect")
+
+    # -- put_volatile / delete_volatile ----------------------------------------------
+
+    def test_volatile_state_behaves_like_content(self, any_store):
+        any_store.put_volatile("/volatile/dir/state", b"one")
+        any_store.put_volatile("/volatile/dir/state", b"two")  # replaces, atomically
+        assert any_store.get_content("/volatile/dir/state") == b"two"
+        any_store.put_content("/volatile/keep", b"k")
+        any_store.delete_volatile("/volatile/dir")
+        with pytest.raises(PathNotFound):
+            any_store.stat("/volatile/dir")
+        assert any_store.list("/volatile") == ["/volatile/keep"]
+        with pytest.raises(PathNotFound):
+            any_store.delete_volatile("/volatile/dir")
+        any_store.delete("/volatile")
+
+    # -- local_file -------------------------------------------------------------------
+
+    def test_local_file(self, any_store):
+        data = blob(3 * MiB + 5, seed=11)
+        any_store.put_content("/local/file", data)
+        file = any_store.local_file("/local/file")
+        if file is None:  # an object store: nothing local, the registry copies
+            any_store.delete("/local")
+            return
+        try:
+            assert os.pread(file.fileno(), len(data) + 1, 0) == data
+            with pytest.raises(PathNotFound):
+                any_store.local_file("/local")  # a directory is not a file
+            # Deleting the path leaves an open file readable (a GET in progress).
+            any_store.delete("/local/file")
+            assert os.pread(file.fileno(), 10, len(data) - 10) == data[-10:]
+        finally:
+            file.close()
+        with pytest.raises(PathNotFound):
+            any_store.local_file("/local/file")
 
     # -- CheckedDriver ----------------------------------------------------------------
 

@@ -16,16 +16,19 @@ from __future__ import annotations
 
 import logging
 
+from typing import TYPE_CHECKING
+
 from cargohold import hookimpl
 from cargohold.storage.driver import StorageError
-from cargohold_storage_azure.client import build_container_client
-from cargohold_storage_azure.driver import AzureDriver
 from cargohold_storage_azure.settings import (
     SCHEMA,
     SECTION,
     AzureSettings,
     parse_settings,
 )
+
+if TYPE_CHECKING:
+    from cargohold_storage_azure.driver import AzureDriver
 
 __all__ = ["AzureDriver", "AzureSettings", "create_driver", "driver_from_settings", "parse_settings"]
 
@@ -35,6 +38,12 @@ log = logging.getLogger(__name__)
 def driver_from_settings(settings: AzureSettings, **client_extra) -> AzureDriver:
     """A driver for validated settings, without contacting the service.
     ``client_extra`` goes to the SDK client (tests pass request hooks)."""
+    # The Azure SDK is imported only when Azure is the configured storage:
+    # every installed plugin is loaded at start, and its ~27 MiB would
+    # otherwise sit in every registry process.
+    from cargohold_storage_azure.client import build_container_client
+    from cargohold_storage_azure.driver import AzureDriver
+
     container, signer = build_container_client(settings, **client_extra)
     return AzureDriver(container, settings.rootdirectory, blocksize=settings.blocksize,
                        signer=signer, redirectexpiry=settings.redirectexpiry)
@@ -70,3 +79,11 @@ def cargohold_storage_drivers():
 @hookimpl
 def cargohold_config_schema():
     return {SECTION: SCHEMA}
+
+
+def __getattr__(name: str):
+    if name == "AzureDriver":  # imported on first use, see driver_from_settings
+        from cargohold_storage_azure.driver import AzureDriver
+
+        return AzureDriver
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -26,6 +26,9 @@ TMP_DIR = "~tmp"
 STALE_TMP_SECONDS = 24 * 3600
 READ_BUFFER = 1 << 20
 WRITE_BUFFER = 1 << 20
+# A writer asks the kernel to start writing its file to the disk after each
+# this many bytes (see _write_out), instead of leaving it all to the fsync.
+WRITEBACK_STEP = 8 << 20
 # Reads at least this large may hit the disk for long enough to hand off.
 OFFLOAD_READ = 64 * 1024
 # A new file's directory can be removed by a concurrent delete between our
@@ -52,6 +55,37 @@ def _write_all(fd: int, data) -> None:
     view = memoryview(data)
     while len(view):
         view = view[os.write(fd, view):]
+
+
+def _start_writeback():
+    """``sync_file_range(fd, offset, count, SYNC_FILE_RANGE_WRITE)`` from the
+    C library where there is one (Linux), else ``None``."""
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        call = libc.sync_file_range
+    except (OSError, AttributeError):
+        return None
+    call.argtypes = (ctypes.c_int, ctypes.c_int64, ctypes.c_int64, ctypes.c_uint)
+    call.restype = ctypes.c_int
+    write = 2  # SYNC_FILE_RANGE_WRITE: start writing dirty pages, do not wait
+    return lambda fd, offset, count: call(fd, offset, count, write)
+
+
+_writeback = _start_writeback()
+
+
+def _write_out(fd: int, data, start: int, count: int) -> None:
+    """Write ``data``, then, when ``count`` > 0, ask the kernel to start
+    writing ``count`` bytes from ``start`` to the disk now (it returns at
+    once).  Without that the kernel would keep a large upload in dirty pages
+    until the commit's fsync, and the disk would idle while the body
+    arrives, then the client would wait for all of it at the end.  Nothing
+    is promised about durability here; the commit's fsync still does that."""
+    _write_all(fd, data)
+    if count > 0 and _writeback is not None:
+        _writeback(fd, start, count)
 
 
 def _error(exc: OSError, path: str) -> StorageError:
@@ -114,9 +148,10 @@ class FilesystemDriver(StorageDriver):
             os.makedirs(self._tmp, exist_ok=True)
             return name, os.open(name, flags, 0o666)
 
-    def _makedirs(self, directory: str) -> None:
+    def _makedirs(self, directory: str, created: list[str]) -> None:
         """Create ``directory`` and its missing parents below the root,
-        fsyncing the parent of each one created."""
+        adding the parent of each one created to ``created`` (their new
+        entries still need an fsync)."""
         missing = []
         while len(directory) > len(self.root) and not os.path.isdir(directory):
             missing.append(directory)
@@ -126,15 +161,26 @@ class FilesystemDriver(StorageDriver):
                 os.mkdir(directory)
             except FileExistsError:
                 continue
-            _fsync_dir(os.path.dirname(directory))
+            created.append(os.path.dirname(directory))
 
-    def _rename_into(self, src: str, dst: str, place=None) -> None:
+    def _rename_into(self, src: str, dst: str, place=None, durable: bool = True) -> None:
         """``place(src, dst)`` (``os.replace`` by default, or ``os.link`` for a
         create that must not replace), creating ``dst``'s directory as needed
         and retrying when a concurrent delete removes it under us.  Raises
-        ``FileNotFoundError`` if ``src`` is gone."""
+        ``FileNotFoundError`` if ``src`` is gone.
+
+        Durability: every directory that got a new entry (``dst``'s, and the
+        parent of each directory created) is fsynced, once each, after the
+        rename, deepest first.  Batching them at the end rather than after
+        each ``mkdir`` gives the same guarantee when the call returns (all
+        entries on disk), while on a journaling file system (ext4, xfs) the
+        first fsync commits every change of the call in one transaction and
+        the others find nothing left to commit.  A crash in between can only
+        leave unreachable empty directories or a temporary file, never a
+        partial ``dst``: its content was fsynced before the rename."""
         place = place or os.replace  # looked up per call (tests replace it)
         parent = os.path.dirname(dst)
+        created: list[str] = []
         for _ in range(RETRIES):
             try:
                 place(src, dst)
@@ -143,12 +189,14 @@ class FilesystemDriver(StorageDriver):
                 if not os.path.lexists(src):
                     raise
                 try:
-                    self._makedirs(parent)
+                    self._makedirs(parent, created)
                 except FileNotFoundError:
                     pass  # a parent vanished again: retry
         else:
             raise StorageError("could not create the parent directory", path=dst)
-        _fsync_dir(parent)
+        if durable:
+            for directory in dict.fromkeys([parent, *reversed(created)]):
+                _fsync_dir(directory)
 
     def _prune(self, directory: str) -> None:
         """Remove ``directory`` and its parents below the root while empty."""
@@ -194,20 +242,27 @@ class FilesystemDriver(StorageDriver):
     def put_content(self, path: str, data: bytes) -> None:
         offload(self._place, path, data, os.replace)
 
+    def put_volatile(self, path: str, data: bytes) -> None:
+        """Atomic (a temporary file renamed into place) without any fsync:
+        the content survives the process (the page cache has it) but not
+        necessarily a power failure."""
+        offload(self._place, path, data, os.replace, False)
+
     def create(self, path: str, data: bytes) -> None:
         """A finished temporary file hard-linked into place: ``link`` fails
         when the name exists, so exactly one concurrent creator wins."""
         offload(self._place, path, data, os.link)
 
-    def _place(self, path: str, data: bytes, place) -> None:
+    def _place(self, path: str, data: bytes, place, durable: bool = True) -> None:
         tmp, fd = self._mkstemp()
         try:
             try:
                 _write_all(fd, data)
-                os.fsync(fd)
+                if durable:
+                    os.fsync(fd)
             finally:
                 os.close(fd)
-            self._rename_into(tmp, self.root + path, place)
+            self._rename_into(tmp, self.root + path, place, durable)
         except FileExistsError:
             raise FileExists(path=path) from None
         except BaseException as exc:
@@ -220,13 +275,16 @@ class FilesystemDriver(StorageDriver):
             except OSError:
                 pass
 
-    def reader(self, path: str, offset: int = 0) -> BinaryIO:
+    def _open(self, path: str) -> io.FileIO:
         try:
-            raw = io.FileIO(self.root + path, "rb")
+            return io.FileIO(self.root + path, "rb")
         except (*_NOT_FOUND, IsADirectoryError):
             raise PathNotFound(path=path) from None
         except OSError as exc:
             raise _error(exc, path) from exc
+
+    def reader(self, path: str, offset: int = 0) -> BinaryIO:
+        raw = self._open(path)
         try:
             size = os.fstat(raw.fileno()).st_size
             if offset < 0 or offset > size:
@@ -237,6 +295,15 @@ class FilesystemDriver(StorageDriver):
             raw.close()
             raise
         return _Reader(raw, path)
+
+    def local_file(self, path: str) -> BinaryIO:
+        """The stored file itself, opened unbuffered: the server sends it
+        with ``sendfile``, without copying the bytes through Python."""
+        raw = self._open(path)
+        if not stat_module.S_ISREG(os.fstat(raw.fileno()).st_mode):
+            raw.close()
+            raise PathNotFound(path=path)
+        return raw
 
     def writer(self, path: str, append: bool = False) -> FileWriter:
         return _Writer(self, path, append)
@@ -318,7 +385,11 @@ class FilesystemDriver(StorageDriver):
     def delete(self, path: str) -> None:
         offload(self._delete, path)
 
-    def _delete(self, path: str) -> None:
+    def delete_volatile(self, path: str) -> None:
+        """:meth:`delete` without the fsync of the parent directory."""
+        offload(self._delete, path, False)
+
+    def _delete(self, path: str, durable: bool = True) -> None:
         full = self.root + path
         try:
             os.unlink(full)
@@ -331,7 +402,8 @@ class FilesystemDriver(StorageDriver):
         except OSError as exc:
             raise _error(exc, path) from exc
         parent = os.path.dirname(full)
-        _fsync_dir(parent)
+        if durable:
+            _fsync_dir(parent)
         self._prune(parent)
 
     def _delete_tree(self, full: str, path: str) -> None:
@@ -396,6 +468,7 @@ class _Writer(FileWriter):
                 raise _error(exc, path) from exc
             self._base = 0
         self._size = self._base
+        self._on_disk = self._kicked = self._base  # file length written; writeback started up to
         self._done = False
 
     def write(self, data: bytes) -> int:
@@ -406,7 +479,7 @@ class _Writer(FileWriter):
         try:
             if n >= WRITE_BUFFER:
                 self._flush()
-                offload(_write_all, self._fd, view)
+                self._write_out(view)
             else:
                 self._buffer += view
                 if len(self._buffer) >= WRITE_BUFFER:
@@ -420,7 +493,17 @@ class _Writer(FileWriter):
     def _flush(self) -> None:
         if self._buffer:
             buffer, self._buffer = self._buffer, bytearray()
-            offload(_write_all, self._fd, buffer)
+            self._write_out(buffer)
+
+    def _write_out(self, data) -> None:
+        """Write ``data`` at the end of the file (in the thread pool),
+        starting the writeback of every :data:`WRITEBACK_STEP` written."""
+        end = self._on_disk + len(data)
+        start, count = self._kicked, 0
+        if end - start >= WRITEBACK_STEP:
+            count, self._kicked = end - start, end
+        offload(_write_out, self._fd, data, start, count)
+        self._on_disk = end
 
     @property
     def size(self) -> int:

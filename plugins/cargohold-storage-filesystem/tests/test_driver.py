@@ -91,6 +91,32 @@ class TestFilesystemDriver(StorageDriverSuite):
         assert len(calls) == 2  # both directories
         store.delete("/new")
 
+    def test_directory_fsyncs_are_batched_once_each(self, store, monkeypatch, tmp_path):
+        synced = []
+        real_fsync = os.fsync
+        monkeypatch.setattr(driver_module.os, "fsync",
+                            lambda fd: (synced.append(os.readlink(f"/proc/self/fd/{fd}")), real_fsync(fd)))
+        root = str(tmp_path / "root")
+        store.put_content("/a/b/c/file", b"x")
+        # The file first (before it is renamed into place), then every
+        # directory that got an entry, once each, deepest first.
+        assert synced[0].startswith(os.path.join(root, TMP_DIR))
+        assert synced[1:] == [f"{root}/a/b/c", f"{root}/a/b", f"{root}/a", root]
+        store.delete("/a")
+
+    def test_volatile_writes_and_deletes_skip_fsync(self, store, monkeypatch, tmp_path):
+        calls = []
+        real_fsync = os.fsync
+        monkeypatch.setattr(driver_module.os, "fsync", lambda fd: (calls.append(fd), real_fsync(fd)))
+        store.put_volatile("/v/dir/state", b"one")
+        store.put_volatile("/v/dir/state", b"two")
+        assert store.get_content("/v/dir/state") == b"two"
+        assert os.listdir(tmp_path / "root" / TMP_DIR) == []
+        store.delete_volatile("/v/dir")
+        assert calls == []
+        with pytest.raises(PathNotFound):
+            store.stat("/v")
+
     def test_append_cancel_truncates_in_place(self, store, tmp_path):
         store.put_content("/a", b"base")
         w = store.writer("/a", append=True)
