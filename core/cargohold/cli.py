@@ -326,7 +326,7 @@ def _index_listings(app):
 
 def _cmd_index_rebuild(args: argparse.Namespace) -> int:
     config, _ = load_config(args.config)
-    with _maintenance_app(config) as app:
+    with maintenance_app(config) as app:
         listings = _index_listings(app)
         if listings is None:
             return 0
@@ -339,7 +339,7 @@ def _cmd_index_rebuild(args: argparse.Namespace) -> int:
 
 def _cmd_index_verify(args: argparse.Namespace) -> int:
     config, _ = load_config(args.config)
-    with _maintenance_app(config) as app:
+    with maintenance_app(config) as app:
         listings = _index_listings(app)
         problems = [] if listings is None else listings.verify()
     for line in problems:
