@@ -15,7 +15,7 @@ import requests
 import yaml
 
 from cargohold.storage import paths
-from cargohold.testing.server import LiveRegistry, free_port
+from cargohold.testing.server import LiveRegistry
 from tests.e2e.test_pull_through import scrape
 
 MiB = 1 << 20

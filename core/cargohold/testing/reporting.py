@@ -41,7 +41,6 @@ from __future__ import annotations
 import base64
 import gzip
 import socket
-import threading
 import time
 import zlib
 from dataclasses import dataclass, field
